@@ -1,0 +1,50 @@
+"""Celery settings for the workers package; every value can be overridden from the environment.
+
+Celery's own settings come first; the package's settings are the ``workers_*`` keys below
+(see the README's configuration reference). ``WORKERS_*`` variables and the origin's
+``KAFKA_HOST`` / ``KAFKA_PORT`` / ``ALERT_KAFKA_HOST`` / ``ALERT_KAFKA_PORT`` /
+``KAFKA_CONSUMER_GROUP`` are applied on top when the settings are loaded.
+"""
+
+from __future__ import annotations
+
+import os
+
+# -- Celery ------------------------------------------------------------------------------------
+broker_url = os.environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")
+result_backend = os.environ.get("CELERY_RESULT_BACKEND") or None
+# Records travel as JSON, never pickle.
+task_serializer = "json"
+result_serializer = "json"
+accept_content = ["json"]
+task_acks_late = True
+task_reject_on_worker_lost = True
+worker_prefetch_multiplier = 1
+broker_connection_retry_on_startup = True
+broker_transport_options = {"visibility_timeout": 3600}
+timezone = "UTC"
+enable_utc = True
+
+# -- workers: Kafka clusters -------------------------------------------------------------------
+workers_kafka_clusters = {
+    "common": {"bootstrap_servers": ["127.0.0.1:9092"], "reconnect_seconds": 60, "timeout": 6},
+    "alert": {"bootstrap_servers": ["127.0.0.1:9092"], "reconnect_seconds": 60, "timeout": 6},
+}
+
+# -- workers: Redis for offsets, leases and alert state ----------------------------------------
+workers_redis_url = "redis://127.0.0.1:6379/1"
+workers_redis_key_prefix = "workers"
+
+# -- workers: pipelines ------------------------------------------------------------------------
+workers_default_group = "workers"
+workers_pipelines = {
+    "alarms": {
+        "cluster": "alert",
+        "topic": "alarm-events",
+        "tasks": ["workers.alarms.parse", "workers.alarms.build", "workers.alarms.publish"],
+        "batch_size": 500,
+        "mode": "beat",
+        "interval": 1.0,
+        "start": "latest",
+    },
+}

@@ -1,0 +1,10 @@
+"""The Celery app. Importing it reads the config module and connects to nothing."""
+
+from __future__ import annotations
+
+import os
+
+from celery import Celery
+
+app = Celery("workers")
+app.config_from_object(os.environ.get("WORKERS_CELERY_CONFIG", "celeryconfig"))

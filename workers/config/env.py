@@ -1,0 +1,134 @@
+"""Environment overrides: the origin's variable names and the general ``WORKERS_*`` form.
+
+Precedence, lowest first: the Celery config, the origin's names (``KAFKA_HOST``, ...), then
+``WORKERS_*``. Values are converted to the setting's kind here, so a bad value names the
+variable it came from.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from typing import Any
+
+from workers.config import kafka_options as ko
+from workers.config.fields import MASK, Field, fail, from_env
+from workers.config.specs import CLUSTER, PIPELINE, TOP
+
+_ANY = Field("any", "a kafka-python option value")
+
+# Origin names: cluster -> (host variable, port variable).
+ORIGIN_CLUSTERS = {
+    "common": ("KAFKA_HOST", "KAFKA_PORT"),
+    "alert": ("ALERT_KAFKA_HOST", "ALERT_KAFKA_PORT"),
+}
+ORIGIN_GROUP = "KAFKA_CONSUMER_GROUP"
+
+
+def _cluster_keys() -> dict[str, tuple[tuple[str, ...], Field]]:
+    """Env suffix (upper case) -> (path inside a cluster mapping, field)."""
+    keys: dict[str, tuple[tuple[str, ...], Field]] = {}
+    for name, field in CLUSTER.items():
+        if field.kind != "dict":
+            keys[name.upper()] = ((name,), field)
+    for role, spec in (("common", ko.COMMON), ("producer", ko.PRODUCER), ("consumer", ko.CONSUMER)):
+        accepted = {n for n in ko.PRODUCER_NAMES | ko.CONSUMER_NAMES if ko.passthrough(role)(n)}
+        for name in accepted | set(spec):
+            path = (name,) if role == "common" else (role, name)
+            keys["_".join(path).upper()] = (path, spec.get(name, _ANY))
+    return keys
+
+
+CLUSTER_ENV_KEYS = _cluster_keys()
+PIPELINE_ENV_KEYS = {name.upper(): ((name,), f) for name, f in PIPELINE.items()}
+TOP_ENV_KEYS = {name.upper(): name for name, f in TOP.items() if f.kind not in ("dict",)}
+
+
+def env_name(name: str) -> str:
+    """The upper-case form of a cluster or pipeline name inside a variable name."""
+    return name.upper().replace("-", "_")
+
+
+def _split(rest: str, keys: Mapping[str, Any], var: str, form: str) -> tuple[str, str]:
+    """Split ``<NAME>_<KEY>`` at the longest known key suffix."""
+    for key in sorted(keys, key=len, reverse=True):
+        if rest.endswith("_" + key) and len(rest) > len(key) + 1:
+            return rest[: -len(key) - 1], key
+    # The value may be a mistyped secret: never show it.
+    raise fail(var, MASK, f"{form} with a known setting (see the configuration reference)")
+
+
+def _find(existing: Mapping[str, Any], env_part: str) -> str:
+    for name in existing:
+        if isinstance(name, str) and env_name(name) == env_part:
+            return name
+    return env_part.lower()
+
+
+def _put(target: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
+    for part in path[:-1]:
+        inner = target.get(part)
+        target[part] = dict(inner) if isinstance(inner, Mapping) else {}
+        target = target[part]
+    target[path[-1]] = value
+
+
+def apply_env(
+    conf: Mapping[str, Any], environ: Mapping[str, str]
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """Return the ``workers_*`` settings with overrides applied, and key path -> variable."""
+    raw: dict[str, Any] = {k: copy.deepcopy(v) for k, v in conf.items()}
+    sources: dict[str, str] = {}
+    clusters = dict(raw.get("workers_kafka_clusters") or {})
+    pipelines = dict(raw.get("workers_pipelines") or {})
+
+    for cluster, (host_var, port_var) in ORIGIN_CLUSTERS.items():
+        if environ.get(host_var):
+            port = environ.get(port_var) or "9092"
+            servers = [f"{h.strip()}:{port}" for h in environ[host_var].split(",") if h.strip()]
+            entry = dict(clusters.get(cluster) or {})
+            entry["bootstrap_servers"] = servers
+            clusters[cluster] = entry
+            sources[f"workers_kafka_clusters.{cluster}.bootstrap_servers"] = host_var
+    if environ.get(ORIGIN_GROUP):
+        raw["workers_default_group"] = environ[ORIGIN_GROUP]
+        sources["workers_default_group"] = ORIGIN_GROUP
+
+    for var in sorted(environ):
+        text = environ[var]
+        if var.startswith("WORKERS_KAFKA_"):
+            part, key = _split(
+                var[len("WORKERS_KAFKA_") :],
+                CLUSTER_ENV_KEYS,
+                var,
+                "WORKERS_KAFKA_<CLUSTER>_<SETTING>",
+            )
+            target_map, prefix = clusters, "workers_kafka_clusters"
+            path, field = CLUSTER_ENV_KEYS[key]
+        elif var.startswith("WORKERS_PIPELINE_"):
+            part, key = _split(
+                var[len("WORKERS_PIPELINE_") :],
+                PIPELINE_ENV_KEYS,
+                var,
+                "WORKERS_PIPELINE_<NAME>_<SETTING>",
+            )
+            target_map, prefix = pipelines, "workers_pipelines"
+            path, field = PIPELINE_ENV_KEYS[key]
+        elif var.startswith("WORKERS_") and var[len("WORKERS_") :] in TOP_ENV_KEYS:
+            name = TOP_ENV_KEYS[var[len("WORKERS_") :]]
+            raw[name] = from_env(var, TOP[name], text)
+            sources[name] = var
+            continue
+        else:
+            continue  # WORKERS_TEST_* and friends belong to other tools
+        name = _find(target_map, part)
+        entry = dict(target_map.get(name) or {})
+        _put(entry, path, from_env(var, field, text))
+        target_map[name] = entry
+        sources[".".join((prefix, name, *path))] = var
+
+    if clusters:
+        raw["workers_kafka_clusters"] = clusters
+    if pipelines:
+        raw["workers_pipelines"] = pipelines
+    return raw, sources

@@ -1,0 +1,143 @@
+"""kafka-python client options we pass through by their kafka-python names, with their checks.
+
+Options known here are type-checked; any other option that the installed kafka-python accepts
+for that role is passed through unchanged, so 2.2.x and 3.0.x each get exactly their own set.
+Options that would break how offsets are managed (group ids, auto commit, serializers) are
+refused at load.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from kafka import KafkaConsumer, KafkaProducer
+
+from workers.config.fields import ABSENT, Field, at_least, choice, fail
+
+SASL_MECHANISMS = ("PLAIN", "GSSAPI", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER")
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+SECRET_OPTIONS = frozenset({"sasl_plain_password", "ssl_password", "sasl_oauth_token_provider"})
+
+
+def _api_version(key: str, value: Any) -> tuple[int, ...]:
+    """kafka-python wants a tuple such as (2, 8, 0); accept "2.8.0", [2, 8, 0] or (2, 8)."""
+    parts = value.split(".") if isinstance(value, str) else value
+    try:
+        version = tuple(int(p) for p in parts)
+    except (TypeError, ValueError):
+        version = ()
+    if not 2 <= len(version) <= 3:
+        raise fail(key, value, "a broker version such as '2.8.0' or [2, 8, 0]")
+    return version
+
+
+def _acks(key: str, value: Any) -> Any:
+    normal = {"0": 0, "1": 1, "-1": -1, "all": "all"}.get(str(value).lower())
+    if normal is None or isinstance(value, bool):
+        raise fail(key, value, "one of 0, 1, -1, 'all'")
+    return normal
+
+
+def Opt(kind: str, expected: str, **kwargs: Any) -> Field:  # noqa: N802 - reads as a type
+    """A kafka-python option: absent unless configured, so kafka-python's default applies."""
+    return Field(kind, expected, ABSENT, **kwargs)
+
+
+def _ms(low: int) -> Field:
+    return Opt("int", f"milliseconds as an integer >= {low}", check=at_least(low))
+
+
+def _positive_int(expected: str) -> Field:
+    return Opt("int", expected, check=at_least(1))
+
+
+_PATH = Opt("str", "a file path")
+
+COMMON: dict[str, Field] = {
+    "security_protocol": Opt("str", "a security protocol", check=choice(*SECURITY_PROTOCOLS)),
+    "sasl_mechanism": Opt("str", "a SASL mechanism", check=choice(*SASL_MECHANISMS)),
+    "sasl_plain_username": Opt("str", "a user name"),
+    "sasl_plain_password": Opt("str", "a password", secret=True),
+    "sasl_kerberos_service_name": Opt("str", "a Kerberos service name"),
+    "sasl_kerberos_domain_name": Opt("str", "a Kerberos domain name"),
+    "sasl_oauth_token_provider": Opt("any", "a token provider object", secret=True),
+    "ssl_cafile": _PATH,
+    "ssl_certfile": _PATH,
+    "ssl_keyfile": _PATH,
+    "ssl_crlfile": _PATH,
+    "ssl_password": Opt("str", "a key password", secret=True),
+    "ssl_check_hostname": Opt("bool", "true or false"),
+    "ssl_ciphers": Opt("str", "an OpenSSL cipher list"),
+    # A request timeout of milliseconds makes every slow broker look dead.
+    "request_timeout_ms": _ms(1000),
+    "api_version": Opt("any", "a broker version such as '2.8.0'", check=_api_version),
+    "client_id": Opt("str", "a client id"),
+    "connections_max_idle_ms": _ms(1000),
+    "metadata_max_age_ms": _ms(1000),
+    "retry_backoff_ms": _ms(10),
+    "reconnect_backoff_ms": _ms(10),
+    "reconnect_backoff_max_ms": _ms(10),
+    "receive_buffer_bytes": _positive_int("bytes as an integer >= 1"),
+    "send_buffer_bytes": _positive_int("bytes as an integer >= 1"),
+}
+
+PRODUCER: dict[str, Field] = {
+    "acks": Opt("any", "one of 0, 1, -1, 'all'", check=_acks),
+    "linger_ms": _ms(0),
+    "compression_type": Opt(
+        "str", "a codec", check=choice("gzip", "snappy", "lz4", "zstd"), nullable=True
+    ),
+    "batch_size": _positive_int("bytes as an integer >= 1"),
+    "max_request_size": _positive_int("bytes as an integer >= 1"),
+    "retries": Opt("int", "an integer >= 0", check=at_least(0)),
+    "enable_idempotence": Opt("bool", "true or false"),
+    "max_in_flight_requests_per_connection": _positive_int("an integer >= 1"),
+    "delivery_timeout_ms": _ms(1000),
+}
+
+CONSUMER: dict[str, Field] = {
+    "max_partition_fetch_bytes": _positive_int("bytes as an integer >= 1"),
+    "fetch_max_bytes": _positive_int("bytes as an integer >= 1"),
+    "fetch_min_bytes": _positive_int("bytes as an integer >= 1"),
+    "fetch_max_wait_ms": _ms(0),
+    "max_poll_records": _positive_int("an integer >= 1"),
+    "check_crcs": Opt("bool", "true or false"),
+    "isolation_level": Opt(
+        "str", "an isolation level", check=choice("read_uncommitted", "read_committed")
+    ),
+}
+
+# Set by the package itself: letting a config override them would break offset management.
+MANAGED = frozenset(
+    {
+        "bootstrap_servers",
+        "group_id",
+        "enable_auto_commit",
+        "auto_offset_reset",
+        "key_deserializer",
+        "value_deserializer",
+        "key_serializer",
+        "value_serializer",
+        "kafka_client",
+    }
+)
+
+PRODUCER_NAMES = frozenset(KafkaProducer.DEFAULT_CONFIG)
+CONSUMER_NAMES = frozenset(KafkaConsumer.DEFAULT_CONFIG)
+COMMON_NAMES = PRODUCER_NAMES & CONSUMER_NAMES
+
+# Keep only what the installed kafka-python accepts (delivery_timeout_ms is 3.x only, ...).
+COMMON = {k: v for k, v in COMMON.items() if k in COMMON_NAMES}
+PRODUCER = {k: v for k, v in PRODUCER.items() if k in PRODUCER_NAMES}
+CONSUMER = {k: v for k, v in CONSUMER.items() if k in CONSUMER_NAMES}
+
+
+def passthrough(role: str) -> Callable[[str], bool]:
+    """``extra_ok`` for ``check_mapping``: options the installed kafka-python knows for a role."""
+    names = {"common": COMMON_NAMES, "producer": PRODUCER_NAMES, "consumer": CONSUMER_NAMES}[role]
+
+    def _ok(name: str) -> bool:
+        return name in names and name not in MANAGED
+
+    return _ok

@@ -1,0 +1,173 @@
+"""The validated settings as frozen dataclasses; their reprs never show a secret."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Literal
+
+from workers.config.fields import MASK, mask_url
+from workers.config.kafka_options import SECRET_OPTIONS
+
+Mode = Literal["beat", "long_lived"]
+Codec = Literal["json", "text", "base64"]
+OutOfRange = Literal["earliest", "latest"]
+
+
+def _frozen(mapping: Mapping[str, Any] | None = None) -> Mapping[str, Any]:
+    return MappingProxyType(dict(mapping or {}))
+
+
+def mask_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    """kafka-python options with every secret replaced by ``***``."""
+    return {k: (MASK if k in SECRET_OPTIONS and v else v) for k, v in options.items()}
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterConfig:
+    """One Kafka cluster: where it is, how long a connection lives, and client options.
+
+    ``client`` options go to every kafka-python client of the cluster; ``producer`` and
+    ``consumer`` options only to that role. All keep their kafka-python names.
+    """
+
+    name: str
+    bootstrap_servers: tuple[str, ...]
+    reconnect_seconds: float = 60.0
+    timeout: float = 6.0
+    client: Mapping[str, Any] = field(default_factory=_frozen)
+    producer: Mapping[str, Any] = field(default_factory=_frozen)
+    consumer: Mapping[str, Any] = field(default_factory=_frozen)
+
+    def producer_options(self) -> dict[str, Any]:
+        """Keyword arguments for ``KafkaProducer`` (secrets included: never log them)."""
+        return {"bootstrap_servers": list(self.bootstrap_servers), **self.client, **self.producer}
+
+    def consumer_options(self) -> dict[str, Any]:
+        """Keyword arguments for ``KafkaConsumer``: manual assignment, no group, no auto commit."""
+        return {
+            "bootstrap_servers": list(self.bootstrap_servers),
+            **self.client,
+            "enable_auto_commit": False,
+            "group_id": None,
+            **self.consumer,
+        }
+
+    def admin_options(self) -> dict[str, Any]:
+        """Keyword arguments for ``KafkaAdminClient``."""
+        return {"bootstrap_servers": list(self.bootstrap_servers), **self.client}
+
+    def __repr__(self) -> str:
+        return (
+            f"ClusterConfig(name={self.name!r}, "
+            f"bootstrap_servers={list(self.bootstrap_servers)!r}, "
+            f"reconnect_seconds={self.reconnect_seconds!r}, timeout={self.timeout!r}, "
+            f"client={mask_options(self.client)!r}, producer={mask_options(self.producer)!r}, "
+            f"consumer={mask_options(self.consumer)!r})"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RedisConfig:
+    """The Redis that holds offsets, leases and alert state (not necessarily Celery's broker)."""
+
+    url: str = "redis://127.0.0.1:6379/0"
+    key_prefix: str = "workers"
+    socket_timeout: float = 5.0
+    offset_ttl_seconds: int | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"RedisConfig(url={mask_url(self.url)!r}, key_prefix={self.key_prefix!r}, "
+            f"socket_timeout={self.socket_timeout!r}, "
+            f"offset_ttl_seconds={self.offset_ttl_seconds!r})"
+        )
+
+
+_LATEST_MINUS = re.compile(r"^latest-(\d+)$")
+
+
+@dataclass(frozen=True, slots=True)
+class StartPolicy:
+    """Where a partition with no stored offset starts.
+
+    ``kind`` is ``earliest``, ``latest``, ``latest-n`` (``n`` records before the end) or
+    ``time`` (``at`` is the text as configured; relative forms resolve when first used).
+    """
+
+    kind: Literal["earliest", "latest", "latest-n", "time"]
+    n: int = 0
+    at: str = ""
+
+    @classmethod
+    def parse(cls, text: str) -> StartPolicy:
+        """Raises ``ValueError`` if the text is not a start policy."""
+        from workers.timeparse import parse_time
+
+        if text in ("earliest", "latest"):
+            return cls(kind=text)  # type: ignore[arg-type]
+        m = _LATEST_MINUS.match(text)
+        if m is not None:
+            return cls(kind="latest-n", n=int(m.group(1)))
+        parse_time(text)
+        return cls(kind="time", at=text)
+
+    def __str__(self) -> str:
+        if self.kind == "latest-n":
+            return f"latest-{self.n}"
+        return self.at if self.kind == "time" else self.kind
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineConfig:
+    """One topic feeding one chain of alarm tasks; limits bound a single pull cycle."""
+
+    name: str
+    cluster: str
+    topic: str
+    group: str
+    tasks: tuple[str, ...]
+    batch_size: int = 500
+    mode: Mode = "beat"
+    interval: float = 1.0
+    concurrency: int = 1
+    start: StartPolicy = StartPolicy("latest")
+    max_records: int = 10_000
+    max_bytes: int = 16 * 1024 * 1024
+    max_seconds: float = 5.0
+    codec: Codec = "json"
+    dead_letter_topic: str = ""
+    out_of_range: OutOfRange = "earliest"
+    lease_ttl_seconds: float = 30.0
+    max_partitions: int | None = None
+    max_queue_length: int | None = None
+    max_runtime_seconds: float = 300.0
+    queue: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything the package reads from the Celery config, validated once."""
+
+    clusters: Mapping[str, ClusterConfig]
+    redis: RedisConfig
+    pipelines: Mapping[str, PipelineConfig]
+    default_group: str = "workers"
+
+    def cluster(self, name: str) -> ClusterConfig:
+        """Raises ``KeyError`` naming the cluster and the known ones."""
+        try:
+            return self.clusters[name]
+        except KeyError:
+            raise KeyError(
+                f"unknown Kafka cluster {name!r}; known: {sorted(self.clusters)}"
+            ) from None
+
+    def pipeline(self, name: str) -> PipelineConfig:
+        """Raises ``KeyError`` naming the pipeline and the known ones."""
+        try:
+            return self.pipelines[name]
+        except KeyError:
+            raise KeyError(f"unknown pipeline {name!r}; known: {sorted(self.pipelines)}") from None

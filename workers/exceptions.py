@@ -1,0 +1,40 @@
+"""The one exception tree of the package; library errors are translated into it at the boundary."""
+
+from __future__ import annotations
+
+
+class WorkersError(Exception):
+    """Root of every error this package raises on purpose."""
+
+
+class ConfigError(WorkersError):
+    """A setting is missing, malformed or dangerous.
+
+    The message is one line: the key path, the offending value (secrets masked) and the
+    expected form.
+    """
+
+    def __init__(self, key: str, value: object, expected: str) -> None:
+        self.key = key
+        self.value = value
+        self.expected = expected
+        super().__init__(f"{key}: got {value!r}; expected {expected}")
+
+
+class RecoverableError(WorkersError):
+    """A service (Kafka, Redis, the Celery broker) is briefly unavailable; retrying may succeed."""
+
+
+class OffsetStoreError(WorkersError):
+    """The offset store refused or failed an operation in a way a retry will not fix."""
+
+
+class InvalidRecord(WorkersError):
+    """A record could not be decoded or validated; it belongs in the dead-letter destination."""
+
+    def __init__(self, topic: str, partition: int, offset: int, reason: str) -> None:
+        self.topic = topic
+        self.partition = partition
+        self.offset = offset
+        self.reason = reason
+        super().__init__(f"{topic}[{partition}]@{offset}: {reason}")
