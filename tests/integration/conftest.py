@@ -1,0 +1,135 @@
+"""Session fixtures: a real redis-server and a real Kafka-protocol broker on free ports.
+
+Every test gets a fresh topic (``test-<uuid>``) and a fresh Redis key prefix.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import redis
+from kafka import KafkaAdminClient
+from kafka.admin import NewTopic
+from kafka.errors import TopicAlreadyExistsError
+
+from tests.integration.services import unavailable
+from workers.config import Settings, load_settings
+from workers.embedded import RedisServer, ServiceUnavailable, TansuBroker
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    external = os.environ.get("WORKERS_TEST_REDIS")
+    if external:
+        yield external
+        return
+    try:
+        server = RedisServer().start()
+    except ServiceUnavailable as exc:
+        unavailable(str(exc))
+        return
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    external = os.environ.get("WORKERS_TEST_KAFKA")
+    if external:
+        yield external
+        return
+    try:
+        broker = TansuBroker().start()
+    except ServiceUnavailable as exc:
+        unavailable(str(exc))
+        return
+    try:
+        yield broker.bootstrap
+    finally:
+        broker.stop()
+
+
+@pytest.fixture
+def redis_client(redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def key_prefix(redis_client: redis.Redis) -> Iterator[str]:
+    prefix = f"test-{uuid.uuid4().hex[:12]}"
+    yield prefix
+    keys = list(redis_client.scan_iter(match=f"{prefix}*", count=1000))
+    if keys:
+        redis_client.delete(*keys)
+
+
+@pytest.fixture(scope="session")
+def admin(kafka_bootstrap: str) -> Iterator[KafkaAdminClient]:
+    client = KafkaAdminClient(bootstrap_servers=kafka_bootstrap, request_timeout_ms=30_000)
+    yield client
+    client.close()
+
+
+TopicFactory = Callable[..., str]
+
+
+def create_topic(admin: KafkaAdminClient, name: str, partitions: int) -> None:
+    """Create a topic and wait until its metadata shows every partition."""
+    try:
+        admin.create_topics([NewTopic(name, partitions, 1)])
+    except TopicAlreadyExistsError:
+        pass
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        described = admin.describe_topics([name])
+        if described and len(described[0].get("partitions") or []) == partitions:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"topic {name} did not get {partitions} partitions")
+
+
+@pytest.fixture
+def new_topic(admin: KafkaAdminClient) -> Iterator[TopicFactory]:
+    """Create fresh topics named ``test-<uuid>``; deleted at teardown."""
+    created: list[str] = []
+
+    def make(partitions: int = 3, name: str | None = None) -> str:
+        topic = name or f"test-{uuid.uuid4().hex[:12]}"
+        create_topic(admin, topic, partitions)
+        created.append(topic)
+        return topic
+
+    yield make
+    if created:
+        try:
+            admin.delete_topics(created)
+        except Exception:  # noqa: BLE001 - cleanup of a shared broker is best effort
+            pass
+
+
+@pytest.fixture
+def settings_factory(
+    kafka_bootstrap: str, redis_url: str, key_prefix: str
+) -> Callable[..., Settings]:
+    """Settings pointing at the test services; keyword arguments override top-level keys."""
+
+    def make(**overrides: Any) -> Settings:
+        cluster = {"bootstrap_servers": [kafka_bootstrap], "request_timeout_ms": 30_000}
+        conf: dict[str, Any] = {
+            "workers_kafka_clusters": {"common": dict(cluster), "alert": dict(cluster)},
+            "workers_redis_url": redis_url,
+            "workers_redis_key_prefix": key_prefix,
+        }
+        conf.update(overrides)
+        return load_settings(conf, environ={})
+
+    return make

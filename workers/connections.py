@@ -1,0 +1,288 @@
+"""The per-process cache of Kafka and Redis clients: lazy, one consumer per thread, fork-safe.
+
+Nothing connects at import. Clients are created on first use, replaced after the cluster's
+``reconnect_seconds`` and after ``discard`` (a connection error), dropped without being
+touched in a forked child (so no socket crosses a fork), and closed at process shutdown.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+from celery import signals
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka.errors import KafkaError
+
+from workers.config import Settings, mask_url, settings_for
+from workers.exceptions import RecoverableError
+
+logger = logging.getLogger(__name__)
+
+Clock = Callable[[], float]
+_MAX_BACKOFF = 60.0
+# A failure this long after the last one starts a new outage (logged again, backoff reset).
+_FORGET_AFTER = 300.0
+
+
+@dataclass(frozen=True, slots=True)
+class Factories:
+    """How clients are built; unit tests pass fakes, production uses the real libraries."""
+
+    producer: Callable[..., Any] = KafkaProducer
+    consumer: Callable[..., Any] = KafkaConsumer
+    admin: Callable[..., Any] = KafkaAdminClient
+    redis: Callable[..., Any] = redis.Redis.from_url
+
+
+@dataclass(slots=True)
+class _Entry:
+    client: Any
+    created: float
+
+
+@dataclass(slots=True)
+class _Failure:
+    since: float
+    last: float
+    retry_at: float
+    count: int = 0
+    reason: str = ""
+    recovered: bool = False
+
+
+@dataclass(slots=True)
+class _State:
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    entries: dict[tuple[str, str, int], _Entry] = field(default_factory=dict)
+    failures: dict[tuple[str, str], _Failure] = field(default_factory=dict)
+
+
+# Clients abandoned in a forked child. Kept referenced so their finalisers (KafkaProducer
+# closes itself in __del__) never run there: the sockets belong to the parent.
+_ORPHANS: list[Any] = []
+_LIVE: weakref.WeakSet[Connections] = weakref.WeakSet()
+
+
+class Connections:
+    """One cache of clients for one process.
+
+    ``producer``/``admin`` clients are shared by the threads of the process; a ``consumer`` is
+    never shared (one per thread). A cluster that failed is not retried before
+    ``error_backoff`` seconds have passed: calls in between raise ``RecoverableError`` at once,
+    and the failure is logged once, not on every call.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        clock: Clock = time.monotonic,
+        factories: Factories | None = None,
+        error_backoff: float = 5.0,
+    ) -> None:
+        self.settings = settings
+        self._clock = clock
+        self._factories = factories or Factories()
+        self._error_backoff = error_backoff
+        self._pid = os.getpid()
+        self._state = _State()
+        _LIVE.add(self)
+
+    # -- public getters ---------------------------------------------------------------------
+
+    def producer(self, cluster: str) -> Any:
+        """The process's producer for ``cluster`` (thread-safe, shared)."""
+        conf = self.settings.cluster(cluster)
+        return self._get("producer", cluster, 0, conf.reconnect_seconds, conf.producer_options)
+
+    def consumer(self, cluster: str) -> Any:
+        """This thread's consumer for ``cluster``: manual assignment, no group, no auto commit."""
+        conf = self.settings.cluster(cluster)
+        thread = threading.get_ident()
+        return self._get("consumer", cluster, thread, conf.reconnect_seconds, conf.consumer_options)
+
+    def admin(self, cluster: str) -> Any:
+        """This thread's admin client for ``cluster``."""
+        conf = self.settings.cluster(cluster)
+        thread = threading.get_ident()
+        return self._get("admin", cluster, thread, conf.reconnect_seconds, conf.admin_options)
+
+    def redis(self, url: str | None = None) -> Any:
+        """The Redis client for ``url`` (default: the offsets Redis). Thread-safe, shared."""
+        url = url or self.settings.redis.url
+        timeout = self.settings.redis.socket_timeout
+
+        def options() -> dict[str, Any]:
+            return {
+                "url": url,
+                "socket_timeout": timeout,
+                "socket_connect_timeout": timeout,
+                "health_check_interval": 30,
+                "decode_responses": False,
+            }
+
+        # redis-py reconnects by itself; no age limit is needed.
+        return self._get("redis", url, 0, None, options)
+
+    # -- invalidation -----------------------------------------------------------------------
+
+    def discard(self, kind: str, name: str, error: BaseException | None = None) -> None:
+        """Close and forget ``kind`` clients of cluster/URL ``name`` (all threads' consumers).
+
+        Call it after a connection error; the next getter call builds a new client.
+        """
+        self._check_fork()
+        with self._state.lock:
+            keys = [k for k in self._state.entries if k[0] == kind and k[1] == name]
+            stale = [self._state.entries.pop(k).client for k in keys]
+        if error is not None:
+            # One immediate retry after a broken connection; backoff only if that fails too.
+            self._note_failure(kind, name, error, retry_now=True)
+        for client in stale:
+            _close_quietly(kind, client)
+
+    def close(self) -> None:
+        """Close every client (at process shutdown). The cache stays usable afterwards."""
+        self._check_fork()
+        with self._state.lock:
+            entries = list(self._state.entries.items())
+            self._state.entries.clear()
+        for (kind, _name, _thread), entry in entries:
+            _close_quietly(kind, entry.client)
+
+    def reset_after_fork(self) -> None:
+        """Forget every client without touching it: its sockets belong to the parent."""
+        _ORPHANS.extend(e.client for e in self._state.entries.values())
+        # The parent's lock may have been held by another thread at fork time.
+        self._state = _State()
+        self._pid = os.getpid()
+
+    def __len__(self) -> int:
+        return len(self._state.entries)
+
+    # -- internals --------------------------------------------------------------------------
+
+    def _check_fork(self) -> None:
+        if self._pid != os.getpid():  # forked without our hook (e.g. os.fork in a test)
+            self.reset_after_fork()
+
+    def _get(
+        self,
+        kind: str,
+        name: str,
+        thread: int,
+        max_age: float | None,
+        options: Callable[[], dict[str, Any]],
+    ) -> Any:
+        self._check_fork()
+        key = (kind, name, thread)
+        now = self._clock()
+        with self._state.lock:
+            entry = self._state.entries.get(key)
+            if entry is not None and (max_age is None or now - entry.created < max_age):
+                return entry.client
+            if entry is not None:
+                del self._state.entries[key]
+            failure = self._state.failures.get((kind, name))
+        if entry is not None:
+            logger.debug("replacing %s for %s after %.0f s", kind, name, now - entry.created)
+            _close_quietly(kind, entry.client)
+        if failure is not None and not failure.recovered and now < failure.retry_at:
+            raise RecoverableError(
+                f"{kind} for {_shown(name)} unavailable ({failure.reason}); "
+                f"next attempt in {failure.retry_at - now:.1f} s"
+            )
+        client = self._create(kind, name, options)
+        with self._state.lock:
+            self._state.entries[key] = _Entry(client, now)
+        if failure is not None and not failure.recovered:
+            # Kept, not dropped: a connection that breaks again soon continues the backoff.
+            failure.recovered = True
+            logger.info(
+                "%s for %s connected again after %d failures in %.1f s",
+                kind,
+                _shown(name),
+                failure.count,
+                now - failure.since,
+            )
+        return client
+
+    def _create(self, kind: str, name: str, options: Callable[[], dict[str, Any]]) -> Any:
+        factory = getattr(self._factories, kind)
+        try:
+            return factory(**options())
+        except (KafkaError, OSError, redis.RedisError) as exc:
+            self._note_failure(kind, name, exc)
+            raise RecoverableError(f"cannot create {kind} for {_shown(name)}: {exc!r}") from exc
+
+    def _note_failure(
+        self, kind: str, name: str, error: BaseException, retry_now: bool = False
+    ) -> None:
+        now = self._clock()
+        with self._state.lock:
+            failure = self._state.failures.get((kind, name))
+            if failure is None or now - failure.last > _FORGET_AFTER:
+                failure = self._state.failures[(kind, name)] = _Failure(now, now, now)
+            failure.recovered = False
+            failure.last = now
+            failure.count += 1
+            failure.reason = type(error).__name__
+            # Exponential backoff: a dead broker is not hammered by every task in a loop.
+            first = failure.count == 1
+            delay = min(self._error_backoff * 2 ** (failure.count - 1), _MAX_BACKOFF)
+            if first and retry_now:
+                delay = 0.0
+            failure.retry_at = now + delay
+        # Logged once per outage; repeats go to debug so a dead broker cannot flood the log.
+        log = logger.warning if first else logger.debug
+        log("%s for %s failed: %r (next attempt in %.1f s)", kind, _shown(name), error, delay)
+
+
+def _shown(name: str) -> str:
+    return mask_url(name) if "://" in name else name
+
+
+def _close_quietly(kind: str, client: Any) -> None:
+    try:
+        if kind == "producer":
+            client.close(timeout=5)
+        else:
+            client.close()
+    except Exception:  # noqa: BLE001 - closing a broken client must not raise
+        logger.debug("closing %s failed", kind, exc_info=True)
+
+
+# -- process-wide cache per Celery app, and the fork / shutdown hooks -------------------------
+
+_BY_APP: weakref.WeakKeyDictionary[Any, Connections] = weakref.WeakKeyDictionary()
+
+
+def connections_for(app: Any) -> Connections:
+    """The process's cache for ``app`` (created on first use; connects to nothing yet)."""
+    cache = _BY_APP.get(app)
+    if cache is None:
+        cache = _BY_APP[app] = Connections(settings_for(app))
+    return cache
+
+
+def _reset_all_after_fork() -> None:
+    for cache in list(_LIVE):
+        cache.reset_after_fork()
+
+
+def _close_all(**_: Any) -> None:
+    for cache in list(_LIVE):
+        cache.close()
+
+
+os.register_at_fork(after_in_child=_reset_all_after_fork)
+signals.worker_process_init.connect(lambda **_: _reset_all_after_fork(), weak=False)
+signals.worker_process_shutdown.connect(_close_all, weak=False)

