@@ -7,7 +7,6 @@ variable it came from.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping
 from typing import Any
 
@@ -65,6 +64,23 @@ def _find(existing: Mapping[str, Any], env_part: str) -> str:
     return env_part.lower()
 
 
+def _copy_maps(value: Any) -> Any:
+    """Copy nested mappings so overrides never mutate the Celery config; leaves (an
+    ``ssl_context``, a token provider) stay the very objects that were configured."""
+    if isinstance(value, Mapping):
+        return {k: _copy_maps(v) for k, v in value.items()}
+    return value
+
+
+def _mapping(raw: Mapping[str, Any], name: str) -> dict[str, Any]:
+    value = raw.get(name)
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise fail(name, value, TOP[name].expected)
+    return dict(value)
+
+
 def _put(target: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
     for part in path[:-1]:
         inner = target.get(part)
@@ -77,10 +93,10 @@ def apply_env(
     conf: Mapping[str, Any], environ: Mapping[str, str]
 ) -> tuple[dict[str, Any], dict[str, str]]:
     """Return the ``workers_*`` settings with overrides applied, and key path -> variable."""
-    raw: dict[str, Any] = {k: copy.deepcopy(v) for k, v in conf.items()}
+    raw: dict[str, Any] = {k: _copy_maps(v) for k, v in conf.items()}
     sources: dict[str, str] = {}
-    clusters = dict(raw.get("workers_kafka_clusters") or {})
-    pipelines = dict(raw.get("workers_pipelines") or {})
+    clusters = _mapping(raw, "workers_kafka_clusters")
+    pipelines = _mapping(raw, "workers_pipelines")
 
     for cluster, (host_var, port_var) in ORIGIN_CLUSTERS.items():
         if environ.get(host_var):
@@ -89,7 +105,9 @@ def apply_env(
             entry = dict(clusters.get(cluster) or {})
             entry["bootstrap_servers"] = servers
             clusters[cluster] = entry
-            sources[f"workers_kafka_clusters.{cluster}.bootstrap_servers"] = host_var
+            sources[f"workers_kafka_clusters.{cluster}.bootstrap_servers"] = (
+                f"{host_var}/{port_var}" if environ.get(port_var) else host_var
+            )
     if environ.get(ORIGIN_GROUP):
         raw["workers_default_group"] = environ[ORIGIN_GROUP]
         sources["workers_default_group"] = ORIGIN_GROUP
@@ -114,8 +132,8 @@ def apply_env(
             )
             target_map, prefix = pipelines, "workers_pipelines"
             path, field = PIPELINE_ENV_KEYS[key]
-        elif var.startswith("WORKERS_") and var[len("WORKERS_") :] in TOP_ENV_KEYS:
-            name = TOP_ENV_KEYS[var[len("WORKERS_") :]]
+        elif var in TOP_ENV_KEYS:
+            name = TOP_ENV_KEYS[var]
             raw[name] = from_env(var, TOP[name], text)
             sources[name] = var
             continue

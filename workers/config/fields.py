@@ -6,6 +6,7 @@ against a table of them and raises ``ConfigError`` naming the exact key path.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -99,7 +100,8 @@ def check_mapping(
         if field is None:
             if not isinstance(name, str) or extra_ok is None or not extra_ok(name):
                 known = ", ".join(sorted(spec))
-                raise fail(key, MASK if _looks_secret(name) else value, f"a known key ({known})")
+                # The value of a mistyped key may be a secret: never show it.
+                raise fail(key, MASK, f"a known key ({known})")
             out[name] = value
             continue
         out[name] = check_value(key, field, value)
@@ -111,10 +113,6 @@ def check_mapping(
             if field.default is not ABSENT:
                 out[name] = field.default
     return out
-
-
-def _looks_secret(name: object) -> bool:
-    return isinstance(name, str) and bool(re.search(r"pass|secret|token", name, re.I))
 
 
 # -- reusable checks ---------------------------------------------------------------------------
@@ -131,9 +129,11 @@ def choice(*options: Any) -> Check:
 
 def at_least(low: float, high: float | None = None, why: str = "") -> Check:
     def _check(key: str, value: Any) -> Any:
-        if value < low or (high is not None and value > high):
-            bound = f">= {low}" if high is None else f"between {low} and {high}"
-            raise fail(key, value, f"a number {bound}{why}")
+        # Written so that NaN fails too: every comparison with NaN is false.
+        ok = math.isfinite(value) and value >= low and (high is None or value <= high)
+        if not ok:
+            bound = f">= {low:g}" if high is None else f"between {low:g} and {high:g}"
+            raise fail(key, value, f"a value {bound}{why}")
         return value
 
     return _check
@@ -163,6 +163,8 @@ def task_names(key: str, value: list[Any] | tuple[Any, ...]) -> tuple[str, ...]:
 
 def host_ports(key: str, value: str | list[Any] | tuple[Any, ...]) -> tuple[str, ...]:
     """A list of ``host:port`` (or one comma-separated string); every entry is kept and used."""
+    if not isinstance(value, str | list | tuple):
+        raise fail(key, value, "a non-empty list of 'host:port'")
     items = [v.strip() for v in value.split(",")] if isinstance(value, str) else list(value)
     if not items or items == [""]:
         raise fail(key, value, "a non-empty list of 'host:port'")
@@ -177,15 +179,18 @@ def host_ports(key: str, value: str | list[Any] | tuple[Any, ...]) -> tuple[str,
 
 
 def redis_url(key: str, value: str) -> str:
-    parts = urlsplit(value)
+    expected = "a URL such as redis://host:6379/0, rediss:// or unix://"
+    try:
+        parts = urlsplit(value)
+        port = parts.port  # raises ValueError on a non-numeric or out-of-range port
+    except ValueError:
+        raise fail(key, mask_url(value), expected + " with a valid host and port") from None
     if parts.scheme not in ("redis", "rediss", "unix") or (
         parts.scheme != "unix" and not parts.hostname
     ):
-        raise fail(key, mask_url(value), "a URL such as redis://host:6379/0, rediss:// or unix://")
-    try:
-        parts.port  # noqa: B018 - raises ValueError on a bad port
-    except ValueError:
-        raise fail(key, mask_url(value), "a URL with a numeric port") from None
+        raise fail(key, mask_url(value), expected)
+    if port is not None and not 1 <= port <= 65535:
+        raise fail(key, mask_url(value), "a URL with a port between 1 and 65535")
     return value
 
 

@@ -17,11 +17,22 @@ from workers.config.fields import ABSENT, Field, at_least, choice, fail
 
 SASL_MECHANISMS = ("PLAIN", "GSSAPI", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER")
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
-SECRET_OPTIONS = frozenset({"sasl_plain_password", "ssl_password", "sasl_oauth_token_provider"})
+# Masked wherever options are shown; proxy URLs may carry credentials.
+SECRET_OPTIONS = frozenset(
+    {
+        "sasl_plain_password",
+        "ssl_password",
+        "sasl_oauth_token_provider",
+        "socks5_proxy",
+        "proxy_url",
+    }
+)
 
 
 def _api_version(key: str, value: Any) -> tuple[int, ...]:
     """kafka-python wants a tuple such as (2, 8, 0); accept "2.8.0", [2, 8, 0] or (2, 8)."""
+    if isinstance(value, float):  # "2.8" from an environment variable arrives as 2.8
+        value = repr(value)
     parts = value.split(".") if isinstance(value, str) else value
     try:
         version = tuple(int(p) for p in parts)

@@ -9,7 +9,7 @@ from typing import Any
 
 from workers.config import kafka_options as ko
 from workers.config.env import apply_env
-from workers.config.fields import check_mapping, fail
+from workers.config.fields import check_mapping, fail, topic_name
 from workers.config.model import ClusterConfig, PipelineConfig, RedisConfig, Settings, _frozen
 from workers.config.specs import CLUSTER, PIPELINE, TOP, check_name
 from workers.exceptions import ConfigError
@@ -70,15 +70,16 @@ def _cluster(name: str, raw: Any) -> ClusterConfig:
     prefix = f"workers_kafka_clusters.{name}"
     spec = {**CLUSTER, **ko.COMMON}
     values = check_mapping(prefix, spec, raw, extra_ok=ko.passthrough("common"))
+    # Common options set per role get the same checks as at the cluster level.
     producer = check_mapping(
         f"{prefix}.producer",
-        ko.PRODUCER,
+        {**ko.COMMON, **ko.PRODUCER},
         values.pop("producer"),
         extra_ok=ko.passthrough("producer"),
     )
     consumer = check_mapping(
         f"{prefix}.consumer",
-        ko.CONSUMER,
+        {**ko.COMMON, **ko.CONSUMER},
         values.pop("consumer"),
         extra_ok=ko.passthrough("consumer"),
     )
@@ -87,6 +88,8 @@ def _cluster(name: str, raw: Any) -> ClusterConfig:
     timeout = float(values.pop("timeout"))
     client = values  # only options actually set remain: kafka-python's defaults stay in force
     _check_security(prefix, client)
+    _check_security(f"{prefix}.producer", {**client, **producer})
+    _check_security(f"{prefix}.consumer", {**client, **consumer})
     return ClusterConfig(
         name=name,
         bootstrap_servers=bootstrap,
@@ -150,7 +153,9 @@ def _pipeline(
             f"less than the Celery broker's visibility_timeout ({visibility_timeout:g} s), "
             "or the broker re-delivers a running consumer",
         )
-    dead_letter = v["dead_letter_topic"] or f"{v['topic']}.dlq"
+    dead_letter = v["dead_letter_topic"] or topic_name(
+        f"{prefix}.dead_letter_topic", f"{v['topic']}.dlq"
+    )
     if dead_letter == v["topic"]:
         raise fail(f"{prefix}.dead_letter_topic", dead_letter, "a topic other than the pipeline's")
     return PipelineConfig(
@@ -180,7 +185,10 @@ def _pipeline(
 
 def _visibility_timeout(conf: Mapping[str, Any]) -> float:
     options = conf.get("broker_transport_options") or {}
-    return float(options.get("visibility_timeout", _DEFAULT_VISIBILITY_TIMEOUT))
+    value = options.get("visibility_timeout", _DEFAULT_VISIBILITY_TIMEOUT)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise fail("broker_transport_options.visibility_timeout", value, "seconds as a number > 0")
+    return float(value)
 
 
 _CACHE: weakref.WeakKeyDictionary[Any, Settings] = weakref.WeakKeyDictionary()

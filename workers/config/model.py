@@ -50,9 +50,11 @@ class ClusterConfig:
         return {
             "bootstrap_servers": list(self.bootstrap_servers),
             **self.client,
+            **self.consumer,
             "enable_auto_commit": False,
             "group_id": None,
-            **self.consumer,
+            # Raise OffsetOutOfRangeError instead of silently jumping: our policy decides.
+            "auto_offset_reset": "none",
         }
 
     def admin_options(self) -> dict[str, Any]:

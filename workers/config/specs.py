@@ -53,7 +53,9 @@ def _start(key: str, value: Any) -> StartPolicy:
 TOP: dict[str, Field] = {
     "workers_kafka_clusters": Field("dict", "a mapping of cluster name to cluster settings"),
     "workers_pipelines": Field("dict", "a mapping of pipeline name to pipeline settings", {}),
-    "workers_redis_url": Field("str", "a Redis URL", "redis://127.0.0.1:6379/0", redis_url),
+    "workers_redis_url": Field(
+        "str", "a Redis URL", "redis://127.0.0.1:6379/0", redis_url, secret=True
+    ),
     "workers_redis_key_prefix": Field("str", "a Redis key prefix", "workers", _prefix),
     "workers_redis_socket_timeout": Field(
         "float", "seconds as a number between 0.1 and 300", 5.0, at_least(0.1, 300)

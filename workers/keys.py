@@ -1,0 +1,37 @@
+"""Every Redis key name the package uses, built in one function.
+
+Keys of one (cluster, group, topic) share a Redis Cluster hash tag, so one Lua script may
+touch all of them (offsets, reset generations, leases, fencing epochs, members).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Kind = Literal["offsets", "generations", "lease", "epochs", "members", "skipped"]
+
+
+def key(prefix: str, kind: Kind, cluster: str, group: str, topic: str, partition: int = -1) -> str:
+    """The one key builder. ``partition`` is used by per-partition keys (leases) only."""
+    tag = "{" + f"{cluster}/{group}/{topic}" + "}"
+    name = f"{prefix}:{kind}:{tag}"
+    return f"{name}:{partition}" if kind == "lease" else name
+
+
+@dataclass(frozen=True, slots=True)
+class Space:
+    """The partitions of one topic as read by one consumer group on one cluster."""
+
+    prefix: str
+    cluster: str
+    group: str
+    topic: str
+
+    def key(self, kind: Kind, partition: int = -1) -> str:
+        if kind == "lease" and partition < 0:
+            raise ValueError("a lease key needs a partition")
+        return key(self.prefix, kind, self.cluster, self.group, self.topic, partition)
+
+    def __str__(self) -> str:
+        return f"{self.cluster}/{self.group}/{self.topic}"

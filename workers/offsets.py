@@ -1,0 +1,220 @@
+"""The offset store: one position per (cluster, group, topic, partition) in Redis.
+
+An offset is always the *next* record to read: after handing off offset N, store N + 1.
+Writes are fenced by one Lua script per call: a partition is written only while the caller
+holds its lease (same owner token and lease epoch) and only if no reset happened since the
+caller read it (same generation); a plain commit never moves an offset backwards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+import redis
+
+from workers.exceptions import OffsetStoreError
+from workers.keys import Space
+from workers.redis_errors import translated
+
+# advance: forward only (a normal commit); init: only where nothing is stored (start policy);
+# repair: any direction (an out-of-range offset moved by policy). All three are fenced.
+Mode = Literal["advance", "init", "repair"]
+Status = Literal["written", "unchanged", "backwards", "exists", "not_owner", "fenced", "reset"]
+WRITTEN: frozenset[str] = frozenset({"written", "unchanged"})
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """What is stored for one partition: ``offset`` is None when nothing is stored yet."""
+
+    offset: int | None
+    generation: int
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """A fenced write of one partition's next offset.
+
+    ``epoch`` is the lease epoch the caller holds; ``generation`` the reset generation it
+    read the position under.
+    """
+
+    partition: int
+    offset: int
+    epoch: int
+    generation: int
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What a write did to one partition; ``stored`` is the offset stored afterwards."""
+
+    status: Status
+    stored: int | None
+
+    @property
+    def ok(self) -> bool:
+        return self.status in WRITTEN
+
+
+class OffsetStore(Protocol):
+    """Where partition positions live. Implementations: ``RedisOffsetStore`` and the in-memory
+    twin ``workers.memory.MemoryOffsetStore``; one contract suite tests both."""
+
+    def read(self, space: Space, partitions: Iterable[int]) -> dict[int, Position]:
+        """Positions of the given partitions (offset None where nothing is stored)."""
+
+    def stored(self, space: Space) -> dict[int, Position]:
+        """Every partition with a stored offset."""
+
+    def commit(
+        self, space: Space, token: str, checkpoints: Sequence[Checkpoint], mode: Mode = "advance"
+    ) -> dict[int, Outcome]:
+        """Fenced write of several partitions at once; reports per partition what happened."""
+
+    def reset(self, space: Space, offsets: Mapping[int, int]) -> dict[int, Position]:
+        """Operator reset: set offsets unconditionally and bump each partition's generation, so
+        no pull that read before it can write over it. Returns the positions before."""
+
+    def count_skipped(self, space: Space, partition: int, records: int) -> int:
+        """Add to the partition's count of records skipped by the out-of-range policy."""
+
+    def skipped(self, space: Space) -> dict[int, int]:
+        """Records skipped per partition by the out-of-range policy, since the store began."""
+
+
+# KEYS: offsets, generations, then one lease key per partition; ARGV: token, mode, ttl, then
+# (partition, offset, epoch, generation) per partition, in the order of the lease keys.
+_COMMIT = """
+local token, mode, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local out = {}
+local wrote = false
+for i = 3, #KEYS do
+  local a = 4 + (i - 3) * 4
+  local p, off, epoch, gen = ARGV[a], tonumber(ARGV[a + 1]), ARGV[a + 2], ARGV[a + 3]
+  local cur = redis.call('HGET', KEYS[1], p)
+  local status
+  local lease = redis.call('HMGET', KEYS[i], 'token', 'epoch')
+  if lease[1] ~= token then
+    status = 'not_owner'
+  elseif lease[2] ~= epoch then
+    status = 'fenced'
+  elseif (redis.call('HGET', KEYS[2], p) or '0') ~= gen then
+    status = 'reset'
+  elseif mode == 'init' and cur then
+    status = 'exists'
+  elseif mode == 'advance' and cur and tonumber(cur) > off then
+    status = 'backwards'
+  elseif cur and tonumber(cur) == off then
+    status = 'unchanged'
+  else
+    redis.call('HSET', KEYS[1], p, off)
+    cur = tostring(off)
+    status = 'written'
+    wrote = true
+  end
+  table.insert(out, {p, status, cur or false})
+end
+if wrote and ttl > 0 then redis.call('EXPIRE', KEYS[1], ttl) end
+return out
+"""
+
+# KEYS: offsets, generations; ARGV: ttl, then (partition, offset) pairs.
+_RESET = """
+local ttl = tonumber(ARGV[1])
+local out = {}
+for a = 2, #ARGV, 2 do
+  local p = ARGV[a]
+  local before = redis.call('HGET', KEYS[1], p)
+  local gen = redis.call('HGET', KEYS[2], p) or '0'
+  redis.call('HSET', KEYS[1], p, ARGV[a + 1])
+  redis.call('HINCRBY', KEYS[2], p, 1)
+  table.insert(out, {p, before or false, gen})
+end
+if ttl > 0 then redis.call('EXPIRE', KEYS[1], ttl) end
+return out
+"""
+
+
+def _int(value: Any) -> int | None:
+    return None if value in (None, False, b"", "") else int(value)
+
+
+class RedisOffsetStore:
+    """The offset store on a real Redis (or Redis Cluster: all keys of a space share a slot).
+
+    ``ttl`` (seconds) expires a group's offsets after that long without a write; None (the
+    default) keeps them forever, because offsets that vanish silently replay or skip data.
+    Redis errors are raised as ``RecoverableError`` (connection) or ``OffsetStoreError``.
+    """
+
+    def __init__(self, client: redis.Redis, ttl: int | None = None) -> None:
+        self.client = client
+        self.ttl = ttl or 0
+        self._commit = client.register_script(_COMMIT)
+        self._reset = client.register_script(_RESET)
+
+    def read(self, space: Space, partitions: Iterable[int]) -> dict[int, Position]:
+        parts = list(partitions)
+        if not parts:
+            return {}
+        with translated(f"read offsets for {space}"):
+            pipe = self.client.pipeline(transaction=True)  # one consistent snapshot
+            pipe.hmget(space.key("offsets"), [str(p) for p in parts])
+            pipe.hmget(space.key("generations"), [str(p) for p in parts])
+            offsets, gens = pipe.execute()
+        return {
+            p: Position(_int(o), _int(g) or 0) for p, o, g in zip(parts, offsets, gens, strict=True)
+        }
+
+    def stored(self, space: Space) -> dict[int, Position]:
+        with translated(f"read offsets for {space}"):
+            pipe = self.client.pipeline(transaction=True)
+            pipe.hgetall(space.key("offsets"))
+            pipe.hgetall(space.key("generations"))
+            offsets, gens = pipe.execute()
+        return {int(p): Position(int(o), int(gens.get(p, 0))) for p, o in sorted(offsets.items())}
+
+    def commit(
+        self, space: Space, token: str, checkpoints: Sequence[Checkpoint], mode: Mode = "advance"
+    ) -> dict[int, Outcome]:
+        if not checkpoints:
+            return {}
+        keys = [space.key("offsets"), space.key("generations")]
+        keys += [space.key("lease", c.partition) for c in checkpoints]
+        args: list[Any] = [token, mode, self.ttl]
+        for c in checkpoints:
+            if c.offset < 0:
+                raise OffsetStoreError(f"{space}[{c.partition}]: offset {c.offset} is negative")
+            args += [c.partition, c.offset, c.epoch, c.generation]
+        with translated(f"commit offsets for {space}"):
+            rows = self._commit(keys=keys, args=args)
+        return {int(p): Outcome(_status(s), _int(v)) for p, s, v in rows}
+
+    def reset(self, space: Space, offsets: Mapping[int, int]) -> dict[int, Position]:
+        if not offsets:
+            return {}
+        args: list[Any] = [self.ttl]
+        for partition, offset in sorted(offsets.items()):
+            if offset < 0:
+                raise OffsetStoreError(f"{space}[{partition}]: offset {offset} is negative")
+            args += [partition, offset]
+        with translated(f"reset offsets for {space}"):
+            rows = self._reset(keys=[space.key("offsets"), space.key("generations")], args=args)
+        return {int(p): Position(_int(before), int(gen)) for p, before, gen in rows}
+
+    def count_skipped(self, space: Space, partition: int, records: int) -> int:
+        with translated(f"count skipped records for {space}"):
+            return int(self.client.hincrby(space.key("skipped"), str(partition), records))
+
+    def skipped(self, space: Space) -> dict[int, int]:
+        with translated(f"read skipped counts for {space}"):
+            raw = self.client.hgetall(space.key("skipped"))
+        return {int(p): int(n) for p, n in sorted(raw.items())}
+
+
+def _status(raw: bytes | str) -> Status:
+    text = raw.decode() if isinstance(raw, bytes) else raw
+    return text  # type: ignore[return-value]
