@@ -46,7 +46,9 @@ def offsets_at(
     """The first offset at or after ``when`` per partition; a time past the end maps to the end."""
     tps = _tps(topic, partitions)
     found = consumer.offsets_for_times({tp: to_millis(when) for tp in tps})
-    missing = [tp for tp in tps if found.get(tp) is None]
+    # No record at or after that time: None, or (in the protocol's terms) a result whose
+    # timestamp is -1, "unknown". A real match always carries its record's timestamp.
+    missing = [tp for tp in tps if found.get(tp) is None or found[tp].timestamp < 0]
     ends = consumer.end_offsets(missing) if missing else {}
     return {tp.partition: (ends[tp] if tp in ends else found[tp].offset) for tp in tps}
 
