@@ -168,3 +168,49 @@ def test_durable_broker_restart_loses_nothing_and_cache_recovers(redis_url: str)
         assert produce(cache, topic, b"after") == 1
         assert read_all(cache, topic, 2) == [b"before", b"after"]
         cache.close()
+
+
+def test_sasl_and_tls_options_reach_the_real_kafka_python_clients(
+    kafka_bootstrap: str, redis_url: str, tmp_path: Any
+) -> None:
+    # The test broker speaks neither SASL nor TLS, so this checks the hand-over, not a login:
+    # with api_version given, kafka-python builds its clients without connecting.
+    files = {}
+    for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+        path = tmp_path / f"{name}.pem"
+        path.write_text("placeholder\n")
+        files[name] = str(path)
+    options = {
+        "security_protocol": "SASL_SSL",
+        "sasl_mechanism": "SCRAM-SHA-256",
+        "sasl_plain_username": "alarm-worker",
+        "sasl_plain_password": "s3cret-password",
+        "ssl_password": "key-password",
+        "ssl_check_hostname": True,
+        "request_timeout_ms": 45_000,
+        "client_id": "alarm-worker-1",
+        **files,
+    }
+    cluster = {"bootstrap_servers": [kafka_bootstrap], "api_version": "2.8.0", **options}
+    cluster["producer"] = {"acks": "all", "linger_ms": 7, "compression_type": "gzip"}
+    cluster["consumer"] = {"max_partition_fetch_bytes": 2 << 20, "max_poll_records": 321}
+    settings = load_settings(
+        {"workers_kafka_clusters": {"common": cluster}, "workers_redis_url": redis_url}, environ={}
+    )
+    cache = Connections(settings)
+    try:
+        producer, consumer = cache.producer("common"), cache.consumer("common")
+
+        for client in (producer, consumer):
+            assert {k: client.config[k] for k in options} == options
+            assert client.config["api_version"][:2] == (2, 8)
+            assert client.config["bootstrap_servers"] == [kafka_bootstrap]
+        assert (producer.config["acks"], producer.config["linger_ms"]) == (-1, 7)
+        assert producer.config["compression_type"] == "gzip"
+        assert consumer.config["max_partition_fetch_bytes"] == 2 << 20
+        assert consumer.config["max_poll_records"] == 321
+        assert consumer.config["enable_auto_commit"] is False
+        assert consumer.config["group_id"] is None
+        assert consumer.config["auto_offset_reset"] == "none"
+    finally:
+        cache.close()
