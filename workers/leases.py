@@ -84,7 +84,8 @@ class Leases(Protocol):
 
     def acquire(self, space: Space, partitions: Sequence[int], want: int | None = None) -> Grant:
         """Keep what this owner holds (up to its share) and take free partitions up to
-        ``min(want, fair share)``; surplus leases are released. Atomic."""
+        ``min(want, fair share)``; surplus leases are released at once. Atomic. Call it
+        between pull cycles, when nothing read from a surplus partition is still in flight."""
 
     def renew(self, space: Space, leases: Iterable[Lease]) -> list[Lease]:
         """Extend the leases still held (same token and epoch); the others are gone."""
@@ -200,6 +201,10 @@ class RedisLeases:
     def _ttl_ms(self) -> int:
         return int(self.ttl * 1000)
 
+    def _deadline(self) -> float:
+        # From the whole milliseconds Redis is given, so it never outlives the Redis expiry.
+        return self._clock() + self._ttl_ms / 1000
+
     def acquire(self, space: Space, partitions: Sequence[int], want: int | None = None) -> Grant:
         order = rotated(partitions, self.token)
         keys = [space.key("members"), space.key("epochs")]
@@ -207,7 +212,7 @@ class RedisLeases:
         limit = len(order) if want is None else want
         args: list[Any] = [self.token, self._ttl_ms, limit, len(order)]
         args += [self.owner.host, self.owner.pid, self.owner.task, *order]
-        deadline = self._clock() + self.ttl
+        deadline = self._deadline()
         with translated(f"acquire leases for {space}"):
             share, members, rows = self._acquire(keys=keys, args=args)
         leases = sorted(
@@ -220,7 +225,7 @@ class RedisLeases:
         if not held:
             return []
         keys = [space.key("members"), *(space.key("lease", x.partition) for x in held)]
-        deadline = self._clock() + self.ttl
+        deadline = self._deadline()
         with translated(f"renew leases for {space}"):
             kept = self._renew(keys=keys, args=[self.token, self._ttl_ms, *(x.epoch for x in held)])
         return [Lease(held[i - 1].partition, held[i - 1].epoch, deadline) for i in kept]
