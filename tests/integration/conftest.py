@@ -22,38 +22,33 @@ from workers.config import Settings, load_settings
 from workers.embedded import RedisServer, ServiceUnavailable, TansuBroker
 
 
-@pytest.fixture(scope="session")
-def redis_url() -> Iterator[str]:
-    external = os.environ.get("WORKERS_TEST_REDIS")
+def _service(
+    env_var: str, start: Callable[[], RedisServer | TansuBroker], address: str
+) -> Iterator[str]:
+    """An external service named by ``env_var``, or a local one started for the session."""
+    external = os.environ.get(env_var)
     if external:
         yield external
         return
     try:
-        server = RedisServer().start()
+        service = start()
     except ServiceUnavailable as exc:
         unavailable(str(exc))
         return
     try:
-        yield server.url
+        yield getattr(service, address)
     finally:
-        server.stop()
+        service.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    yield from _service("WORKERS_TEST_REDIS", lambda: RedisServer().start(), "url")
 
 
 @pytest.fixture(scope="session")
 def kafka_bootstrap() -> Iterator[str]:
-    external = os.environ.get("WORKERS_TEST_KAFKA")
-    if external:
-        yield external
-        return
-    try:
-        broker = TansuBroker().start()
-    except ServiceUnavailable as exc:
-        unavailable(str(exc))
-        return
-    try:
-        yield broker.bootstrap
-    finally:
-        broker.stop()
+    yield from _service("WORKERS_TEST_KAFKA", lambda: TansuBroker().start(), "bootstrap")
 
 
 @pytest.fixture
