@@ -202,7 +202,12 @@ class Connections:
             )
         client = self._create(kind, name, options)
         with self._state.lock:
-            self._state.entries[key] = _Entry(client, now)
+            raced = self._state.entries.get(key)
+            if raced is None:
+                self._state.entries[key] = _Entry(client, now)
+        if raced is not None:  # another thread built one meanwhile: keep theirs, close ours
+            _close_quietly(kind, client)
+            return raced.client
         if failure is not None and not failure.recovered:
             # Kept, not dropped: a connection that breaks again soon continues the backoff.
             failure.recovered = True

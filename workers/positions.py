@@ -150,6 +150,8 @@ class Positioner:
             self.store.commit(self.space, self.token, checkpoints, mode="init")
             positions.update(self.store.read(self.space, missing))
         ready = {p: pos for p, pos in positions.items() if pos.offset is not None}
+        if not ready:
+            return ready
         bounds = edges(self.consumer, self.space.topic, list(ready))
         for p, pos in list(ready.items()):
             assert pos.offset is not None

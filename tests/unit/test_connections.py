@@ -10,7 +10,7 @@ import pytest
 
 from tests.unit.fakes import FakeFactories, ManualClock
 from workers.config import Settings, load_settings
-from workers.connections import Connections
+from workers.connections import Connections, Factories
 from workers.exceptions import RecoverableError
 
 SECRET = "hunter2-secret"
@@ -252,3 +252,32 @@ def test_repeated_discards_back_off(cache: Connections, clock: ManualClock) -> N
         cache.producer("common")
     clock.advance(10.1)
     assert cache.producer("common") is not None
+
+
+def test_threads_racing_for_a_shared_client_get_the_same_one(
+    fakes: FakeFactories, clock: ManualClock
+) -> None:
+    barrier = threading.Barrier(2)
+
+    def slow_build(**options: Any) -> Any:
+        barrier.wait(timeout=5)  # both threads are inside the factory at once
+        return fakes.producer(**options)
+
+    cache = Connections(
+        make_settings(),
+        clock=clock,
+        factories=Factories(
+            producer=slow_build, consumer=fakes.consumer, admin=fakes.admin, redis=fakes.redis
+        ),
+    )
+    got: list[Any] = []
+    threads = [threading.Thread(target=lambda: got.append(cache.producer("common"))) for _ in "ab"]
+
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    assert got[0] is got[1]
+    assert len(fakes.producer.built) == 2
+    assert sum(c.closed for c in fakes.producer.built) == 1  # the loser was closed, not leaked
