@@ -205,18 +205,21 @@ class Connections:
             raced = self._state.entries.get(key)
             if raced is None:
                 self._state.entries[key] = _Entry(client, now)
+            # Marked under the lock that _note_failure writes under; kept, not dropped, so a
+            # connection that breaks again soon continues the backoff.
+            recovered = failure if failure and not failure.recovered and raced is None else None
+            if recovered is not None:
+                recovered.recovered = True
         if raced is not None:  # another thread built one meanwhile: keep theirs, close ours
             _close_quietly(kind, client)
             return raced.client
-        if failure is not None and not failure.recovered:
-            # Kept, not dropped: a connection that breaks again soon continues the backoff.
-            failure.recovered = True
+        if recovered is not None:
             logger.info(
                 "%s for %s connected again after %d failures in %.1f s",
                 kind,
                 _shown(name),
-                failure.count,
-                now - failure.since,
+                recovered.count,
+                now - recovered.since,
             )
         return client
 
