@@ -30,6 +30,8 @@ Clock = Callable[[], float]
 _MAX_BACKOFF = 60.0
 # A failure this long after the last one starts a new outage (logged again, backoff reset).
 _FORGET_AFTER = 300.0
+RETIRE_GRACE = 30.0
+_PER_THREAD = ("consumer", "admin")
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +65,9 @@ class _State:
     lock: threading.Lock = field(default_factory=threading.Lock)
     entries: dict[tuple[str, str, int], _Entry] = field(default_factory=dict)
     failures: dict[tuple[str, str], _Failure] = field(default_factory=dict)
+    # Shared clients replaced for age, closed only after RETIRE_GRACE: another thread may
+    # still be sending on one.
+    retired: list[tuple[str, Any, float]] = field(default_factory=list)
 
 
 # Clients abandoned in a forked child. Kept referenced so their finalisers (KafkaProducer
@@ -135,13 +140,19 @@ class Connections:
     # -- invalidation -----------------------------------------------------------------------
 
     def discard(self, kind: str, name: str, error: BaseException | None = None) -> None:
-        """Close and forget ``kind`` clients of cluster/URL ``name`` (all threads' consumers).
+        """Close and forget the ``kind`` client of cluster/URL ``name``: for consumers and admin
+        clients only the calling thread's (other threads may be using theirs).
 
         Call it after a connection error; the next getter call builds a new client.
         """
         self._check_fork()
+        thread = threading.get_ident()
         with self._state.lock:
-            keys = [k for k in self._state.entries if k[0] == kind and k[1] == name]
+            keys = [
+                k
+                for k in self._state.entries
+                if k[0] == kind and k[1] == name and (kind not in _PER_THREAD or k[2] == thread)
+            ]
             stale = [self._state.entries.pop(k).client for k in keys]
         if error is not None:
             # One immediate retry after a broken connection; backoff only if that fails too.
@@ -155,12 +166,16 @@ class Connections:
         with self._state.lock:
             entries = list(self._state.entries.items())
             self._state.entries.clear()
+            retired, self._state.retired = self._state.retired, []
         for (kind, _name, _thread), entry in entries:
             _close_quietly(kind, entry.client)
+        for kind, client, _ in retired:
+            _close_quietly(kind, client)
 
     def reset_after_fork(self) -> None:
         """Forget every client without touching it: its sockets belong to the parent."""
         _ORPHANS.extend(e.client for e in self._state.entries.values())
+        _ORPHANS.extend(client for _, client, _ in self._state.retired)
         # The parent's lock may have been held by another thread at fork time.
         self._state = _State()
         self._pid = os.getpid()
@@ -191,10 +206,18 @@ class Connections:
                 return entry.client
             if entry is not None:
                 del self._state.entries[key]
+                if kind not in _PER_THREAD:  # shared: another thread may be using it
+                    self._state.retired.append((kind, entry.client, now))
+            expired = [r for r in self._state.retired if now - r[2] >= RETIRE_GRACE]
+            if expired:
+                self._state.retired = [r for r in self._state.retired if r not in expired]
             failure = self._state.failures.get((kind, name))
+        for old_kind, old, _ in expired:
+            _close_quietly(old_kind, old)
         if entry is not None:
             logger.debug("replacing %s for %s after %.0f s", kind, name, now - entry.created)
-            _close_quietly(kind, entry.client)
+            if kind in _PER_THREAD:
+                _close_quietly(kind, entry.client)
         if failure is not None and not failure.recovered and now < failure.retry_at:
             raise RecoverableError(
                 f"{kind} for {_shown(name)} unavailable ({failure.reason}); "

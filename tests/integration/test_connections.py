@@ -17,7 +17,7 @@ from tests.integration.conftest import TopicFactory, create_topic
 from tests.integration.services import durable_broker
 from tests.unit.fakes import ManualClock
 from workers.config import Settings, load_settings
-from workers.connections import Connections
+from workers.connections import RETIRE_GRACE, Connections
 from workers.embedded import TansuBroker
 
 
@@ -115,7 +115,12 @@ def test_clients_are_replaced_after_reconnect_seconds(
     new = cache.producer("common")
     produce(cache, topic, b"new")
 
+    open_in_grace = not old._closed  # another thread may still be sending on it
+    clock.advance(RETIRE_GRACE)
+    cache.redis()  # any later use closes it
+
     assert new is not old
+    assert open_in_grace
     assert old._closed  # the replaced client was closed, not leaked
     assert read_all(cache, topic, 2) == [b"old", b"new"]
     cache.close()

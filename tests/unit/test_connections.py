@@ -10,7 +10,7 @@ import pytest
 
 from tests.unit.fakes import FakeFactories, ManualClock
 from workers.config import Settings, load_settings
-from workers.connections import Connections, Factories
+from workers.connections import RETIRE_GRACE, Connections, Factories
 from workers.exceptions import RecoverableError
 
 SECRET = "hunter2-secret"
@@ -99,7 +99,32 @@ def test_client_is_replaced_after_max_age(cache: Connections, clock: ManualClock
 
     assert same is first
     assert fresh is not first
-    assert first.closed and not fresh.closed
+    assert not fresh.closed
+
+
+def test_aged_producer_is_closed_only_after_a_grace_period(
+    cache: Connections, clock: ManualClock
+) -> None:
+    first = cache.producer("common")
+    clock.advance(61)
+    cache.producer("common")
+    open_during_grace = not first.closed
+
+    clock.advance(RETIRE_GRACE)
+    cache.consumer("common")  # any later use closes what has been retired long enough
+
+    assert open_during_grace
+    assert first.closed
+
+
+def test_close_closes_retired_producers(cache: Connections, clock: ManualClock) -> None:
+    first = cache.producer("common")
+    clock.advance(61)
+    cache.producer("common")
+
+    cache.close()
+
+    assert first.closed
 
 
 def test_redis_client_has_no_max_age(cache: Connections, clock: ManualClock) -> None:
@@ -109,7 +134,7 @@ def test_redis_client_has_no_max_age(cache: Connections, clock: ManualClock) -> 
     assert cache.redis() is first
 
 
-def test_discard_replaces_every_threads_consumer(cache: Connections) -> None:
+def test_discard_replaces_only_this_threads_consumer(cache: Connections) -> None:
     other: list[Any] = []
     thread = threading.Thread(target=lambda: other.append(cache.consumer("common")))
     thread.start()
@@ -118,7 +143,7 @@ def test_discard_replaces_every_threads_consumer(cache: Connections) -> None:
 
     cache.discard("consumer", "common", ConnectionError("broker went away"))
 
-    assert mine.closed and other[0].closed
+    assert mine.closed and not other[0].closed  # the other thread may be polling it now
     assert cache.consumer("common") is not mine
 
 
