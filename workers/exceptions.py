@@ -29,6 +29,15 @@ class OffsetStoreError(WorkersError):
     """The offset store refused or failed an operation in a way a retry will not fix."""
 
 
+class Fenced(OffsetStoreError):
+    """A fenced offset write was refused: the lease is gone (``not_owner``, ``fenced``) or an
+    operator reset won (``reset``). The writer must stop reading those partitions."""
+
+    def __init__(self, message: str, status: str) -> None:
+        self.status = status
+        super().__init__(message)
+
+
 class InvalidRecord(WorkersError):
     """A record could not be decoded or validated; it belongs in the dead-letter destination."""
 

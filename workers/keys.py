@@ -9,14 +9,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-Kind = Literal["offsets", "generations", "lease", "epochs", "members", "skipped"]
+Kind = Literal["offsets", "generations", "lease", "epochs", "members", "skipped", "slot"]
+# Kinds with one key per partition (lease) or per consumer slot (slot).
+_NUMBERED = ("lease", "slot")
 
 
 def key(prefix: str, kind: Kind, cluster: str, group: str, topic: str, partition: int = -1) -> str:
-    """The one key builder. ``partition`` is used by per-partition keys (leases) only."""
+    """The one key builder. ``partition`` numbers lease keys (partition) and slot keys (slot)."""
     tag = "{" + f"{cluster}/{group}/{topic}" + "}"
     name = f"{prefix}:{kind}:{tag}"
-    return f"{name}:{partition}" if kind == "lease" else name
+    return f"{name}:{partition}" if kind in _NUMBERED else name
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,8 +31,8 @@ class Space:
     topic: str
 
     def key(self, kind: Kind, partition: int = -1) -> str:
-        if kind == "lease" and partition < 0:
-            raise ValueError("a lease key needs a partition")
+        if kind in _NUMBERED and partition < 0:
+            raise ValueError(f"a {kind} key needs a number")
         return key(self.prefix, kind, self.cluster, self.group, self.topic, partition)
 
     def __str__(self) -> str:

@@ -19,7 +19,7 @@ from kafka import TopicPartition
 
 from workers.config import StartPolicy
 from workers.consumer import Consumer
-from workers.exceptions import OffsetStoreError
+from workers.exceptions import Fenced, OffsetStoreError
 from workers.keys import Space
 from workers.leases import Lease
 from workers.offsets import Checkpoint, OffsetStore, Position
@@ -133,11 +133,14 @@ class Positioner:
         self.token = token
         self.start = start
         self.out_of_range = out_of_range
+        # Offsets the last prepare() moved out of range: partition -> offset.
+        self.repaired: dict[int, int] = {}
 
     def prepare(
         self, leases: Sequence[Lease], now: arrow.Arrow | None = None
     ) -> dict[int, Position]:
         """Positions to read from, for the leases still held (a lost lease is left out)."""
+        self.repaired = {}
         by_partition = {lease.partition: lease for lease in leases}
         positions = self.store.read(self.space, by_partition)
         missing = [p for p, pos in positions.items() if pos.offset is None]
@@ -157,7 +160,10 @@ class Positioner:
             assert pos.offset is not None
             start, end = bounds[p]
             if pos.offset < start:  # retention removed records we never read
-                ready[p] = self.repair(by_partition[p], pos, start, end)
+                fixed = self.repair(by_partition[p], pos, start, end)
+                assert fixed.offset is not None
+                ready[p] = fixed
+                self.repaired[p] = fixed.offset
         return ready
 
     def repair(self, lease: Lease, position: Position, log_start: int, log_end: int) -> Position:
@@ -167,6 +173,11 @@ class Positioner:
         checkpoint = Checkpoint(lease.partition, fix.offset, lease.epoch, position.generation)
         outcome = self.store.commit(self.space, self.token, [checkpoint], mode="repair")
         result = outcome[lease.partition]
+        if result.status in ("not_owner", "fenced", "reset"):
+            raise Fenced(
+                f"{self.space}[{lease.partition}]: out-of-range repair refused ({result.status})",
+                result.status,
+            )
         if not result.ok:
             raise OffsetStoreError(
                 f"{self.space}[{lease.partition}]: out-of-range repair refused ({result.status})"

@@ -63,6 +63,7 @@ def _build(raw: Mapping[str, Any], visibility_timeout: float) -> Settings:
         redis=redis,
         pipelines=_frozen(pipelines),
         default_group=top["workers_default_group"],
+        supervise_interval=float(top["workers_supervise_interval"]),
     )
 
 
@@ -180,6 +181,8 @@ def _pipeline(
         max_queue_length=v["max_queue_length"],
         max_runtime_seconds=float(v["max_runtime_seconds"]),
         queue=v["queue"],
+        max_value_bytes=v["max_value_bytes"],
+        batch_max_bytes=v["batch_max_bytes"],
     )
 
 

@@ -147,6 +147,8 @@ class PipelineConfig:
     max_queue_length: int | None = None
     max_runtime_seconds: float = 300.0
     queue: str | None = None
+    max_value_bytes: int = 512 << 10
+    batch_max_bytes: int = 4 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +159,7 @@ class Settings:
     redis: RedisConfig
     pipelines: Mapping[str, PipelineConfig]
     default_group: str = "workers"
+    supervise_interval: float = 10.0
 
     def cluster(self, name: str) -> ClusterConfig:
         """Raises ``KeyError`` naming the cluster and the known ones."""

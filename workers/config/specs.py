@@ -68,6 +68,9 @@ TOP: dict[str, Field] = {
         nullable=True,
     ),
     "workers_default_group": Field("str", "a consumer group name", "workers", _group),
+    "workers_supervise_interval": Field(
+        "float", "seconds as a number between 1 and 3600", 10.0, at_least(1, 3600)
+    ),
 }
 
 CLUSTER: dict[str, Field] = {
@@ -119,4 +122,10 @@ PIPELINE: dict[str, Field] = {
         "float", "seconds as a number between 10 and 86400", 300.0, at_least(10, 86_400)
     ),
     "queue": Field("str", "a Celery queue name", None, nullable=True),
+    "max_value_bytes": Field(
+        "int", "bytes as an integer between 1 and 67108864", 512 << 10, at_least(1, 64 << 20)
+    ),
+    "batch_max_bytes": Field(
+        "int", "bytes as an integer between 1024 and 268435456", 4 << 20, at_least(1024, 256 << 20)
+    ),
 }

@@ -1,0 +1,178 @@
+"""CeleryDispatcher: the chain built per batch, its queue, and broker errors on hand-off."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from celery import Celery, Signature
+from kombu.exceptions import OperationalError
+
+from workers.config import PipelineConfig
+from workers.exceptions import RecoverableError
+from workers.pipeline import PUBLISH_RETRY, CeleryDispatcher
+
+TASKS = ("alarms.parse", "alarms.build", "alarms.publish")
+BATCH = [{"id": "common/events/0/0", "value": {"n": 0}}, {"id": "common/events/0/1", "value": {}}]
+
+
+def pipeline(tasks: tuple[str, ...] = TASKS, queue: str | None = None) -> PipelineConfig:
+    return PipelineConfig(
+        name="alarms", cluster="common", topic="events", group="g1", tasks=tasks, queue=queue
+    )
+
+
+@pytest.fixture
+def routed() -> str:
+    """A queue name no other test uses (the memory transport is shared by the process)."""
+    return f"alarms-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def app(routed: str) -> Iterator[Celery]:
+    app = Celery("t", set_as_current=False)
+    app.conf.update(
+        broker_url="memory://",  # in-process: nothing here may open a socket
+        task_always_eager=False,
+        task_default_queue="default-q",
+        task_routes={"alarms.parse": {"queue": routed}},
+    )
+    yield app
+    app.close()
+
+
+# -- the chain ----------------------------------------------------------------------------------
+
+
+def test_chain_gives_the_batch_to_the_first_task_only(app: Celery) -> None:
+    dispatcher = CeleryDispatcher(app, pipeline())
+
+    sig = dispatcher.signature(BATCH)
+
+    assert [t.task for t in sig.tasks] == list(TASKS)
+    assert [t.args for t in sig.tasks] == [(BATCH,), (), ()]
+    assert [t.kwargs for t in sig.tasks] == [{}, {}, {}]
+    assert [t.options for t in sig.tasks] == [{}, {}, {}]
+    assert sig.tasks[0].args[0] is not BATCH  # a copy: later changes to the batch do not leak
+
+
+def test_single_task_pipeline_is_a_plain_signature(app: Celery) -> None:
+    dispatcher = CeleryDispatcher(app, pipeline(tasks=("alarms.parse",)))
+
+    sig = dispatcher.signature(BATCH)
+
+    assert type(sig) is Signature
+    assert (sig.task, sig.args, sig.options) == ("alarms.parse", (BATCH,), {})
+
+
+def test_pipeline_queue_is_set_on_every_task(app: Celery) -> None:
+    dispatcher = CeleryDispatcher(app, pipeline(queue="fast-lane"))
+
+    sig = dispatcher.signature(BATCH)
+
+    assert dispatcher.queue == "fast-lane"
+    assert [t.options for t in sig.tasks] == [{"queue": "fast-lane"}] * 3
+
+
+def test_queue_is_taken_from_the_apps_routes(app: Celery, routed: str) -> None:
+    dispatcher = CeleryDispatcher(app, pipeline())
+
+    assert dispatcher.queue == routed
+
+
+def test_unrouted_first_task_uses_the_default_queue(app: Celery) -> None:
+    dispatcher = CeleryDispatcher(app, pipeline(tasks=("alarms.build", "alarms.publish")))
+
+    assert dispatcher.queue == "default-q"
+
+
+def test_building_a_signature_does_not_connect(app: Celery) -> None:
+    dispatcher = CeleryDispatcher(app, pipeline())
+
+    dispatcher.signature(BATCH)
+
+    assert app._pool is None  # no broker connection pool was ever created
+
+
+# -- hand-off -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("tasks", [TASKS, ("alarms.parse",)])
+def test_hand_off_publishes_with_the_retry_policy(
+    app: Celery, monkeypatch: pytest.MonkeyPatch, tasks: tuple[str, ...]
+) -> None:
+    dispatcher = CeleryDispatcher(app, pipeline(tasks=tasks))
+    calls: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
+
+    def apply_async(self: Signature, *args: Any, **options: Any) -> None:
+        first = self.tasks[0] if hasattr(self, "tasks") else self
+        calls.append((first.task, first.args, options))
+
+    monkeypatch.setattr(type(dispatcher.signature([])), "apply_async", apply_async)
+
+    dispatcher.hand_off(BATCH)
+
+    assert calls == [("alarms.parse", (BATCH,), {"retry": True, "retry_policy": PUBLISH_RETRY})]
+
+
+@pytest.mark.parametrize("tasks", [TASKS, ("alarms.parse",)])
+@pytest.mark.parametrize(
+    "error", [OperationalError("connection refused"), ConnectionResetError(104, "reset by peer")]
+)
+def test_broker_errors_become_recoverable(
+    app: Celery, monkeypatch: pytest.MonkeyPatch, tasks: tuple[str, ...], error: Exception
+) -> None:
+    dispatcher = CeleryDispatcher(app, pipeline(tasks=tasks))
+
+    def apply_async(self: Signature, *args: Any, **options: Any) -> None:
+        raise error
+
+    monkeypatch.setattr(type(dispatcher.signature([])), "apply_async", apply_async)
+
+    with pytest.raises(RecoverableError) as failure:
+        dispatcher.hand_off(BATCH)
+
+    assert str(failure.value) == (
+        f"pipeline 'alarms': the Celery broker did not accept a batch of 2 records: {error!r}"
+    )
+    assert failure.value.__cause__ is error
+
+
+def test_other_errors_are_not_disguised_as_recoverable(
+    app: Celery, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dispatcher = CeleryDispatcher(app, pipeline())
+
+    def apply_async(self: Signature, *args: Any, **options: Any) -> None:
+        raise TypeError("cannot serialize")
+
+    monkeypatch.setattr(type(dispatcher.signature([])), "apply_async", apply_async)
+
+    with pytest.raises(TypeError, match="cannot serialize"):
+        dispatcher.hand_off(BATCH)
+
+
+# -- on the in-process memory transport ---------------------------------------------------------
+
+
+def test_hand_off_publishes_one_json_message_per_batch_and_backlog_counts_them(
+    app: Celery, routed: str
+) -> None:
+    dispatcher = CeleryDispatcher(app, pipeline())
+    before = dispatcher.backlog()  # the queue was never declared: empty
+
+    dispatcher.hand_off(BATCH)
+    dispatcher.hand_off(BATCH[:1])
+
+    assert before == 0
+    assert dispatcher.backlog() == 2
+    with app.connection_for_read() as conn, conn.SimpleQueue(routed) as queue:
+        message = queue.get(timeout=1)
+        message.ack()
+    args, kwargs, embed = message.decode()
+    assert message.content_type == "application/json"
+    assert message.headers["task"] == "alarms.parse"
+    assert (args, kwargs) == ([BATCH], {})
+    assert [link["task"] for link in embed["chain"]] == ["alarms.publish", "alarms.build"]

@@ -1,0 +1,130 @@
+"""Record decoding: a Kafka record becomes the JSON dict alarm tasks receive, or a reason.
+
+The dict (``Message``) holds only JSON types, so it crosses Celery with the json serializer:
+``id`` (``cluster/topic/partition/offset``, unique), ``topic``, ``partition``, ``offset``,
+``timestamp`` (ms), ``key``, ``headers`` and ``value``. Keys and header values are text when
+they are valid UTF-8, otherwise ``{"base64": "..."}``; the ``base64`` codec gives everything
+as base64 text. A record the codec refuses raises ``InvalidRecord`` with the reason.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+from typing import Any, Literal, Protocol
+
+from workers.exceptions import InvalidRecord
+
+Codec = Literal["json", "text", "base64"]
+Message = dict[str, Any]
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite(text: str) -> float:
+    number = float(text)
+    if math.isinf(number):
+        raise ValueError(f"{text} is out of range")
+    return number
+
+
+# Python's parser accepts NaN and Infinity, and turns 1e400 into inf; JSON has none of them,
+# and a strict encoder refuses them later, far from the record that brought them.
+_JSON_LOADS = json.JSONDecoder(parse_constant=_no_constant, parse_float=_finite).decode
+
+
+class Record(Protocol):
+    """The attributes of kafka-python's ``ConsumerRecord`` that decoding reads."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def timestamp(self) -> int: ...
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
+    @property
+    def headers(self) -> Any: ...
+
+
+def record_id(cluster: str, topic: str, partition: int, offset: int) -> str:
+    """The unique id of a record: the same record always gets the same id."""
+    return f"{cluster}/{topic}/{partition}/{offset}"
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _text_or_b64(data: bytes | None) -> str | dict[str, str] | None:
+    if data is None:
+        return None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return {"base64": b64(data)}
+
+
+def _decode_value(value: bytes, codec: Codec) -> Any:
+    """Raises ``ValueError`` with a short reason when the codec refuses the bytes."""
+    if codec == "base64":
+        return b64(value)
+    try:
+        text = value.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"value is not valid UTF-8 (byte {exc.start})") from None
+    if codec == "text":
+        return text
+    if not text.strip():
+        raise ValueError("value is empty; expected a JSON object")
+    try:
+        decoded = _JSON_LOADS(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"value is not valid JSON ({exc.msg} at char {exc.pos})") from None
+    except ValueError as exc:
+        raise ValueError(f"value is not valid JSON ({exc})") from None
+    if not isinstance(decoded, dict):
+        raise ValueError(f"value is a JSON {_json_type(decoded)}; expected a JSON object")
+    return decoded
+
+
+def _json_type(value: Any) -> str:
+    names = {list: "array", str: "string", bool: "boolean", int: "number", float: "number"}
+    return "null" if value is None else names.get(type(value), type(value).__name__)
+
+
+def decode(record: Record, cluster: str, codec: Codec, max_value_bytes: int) -> Message:
+    """The message for ``record``; raises ``InvalidRecord`` if it cannot be one.
+
+    Refused: no value (a tombstone), a value over ``max_value_bytes``, and whatever the codec
+    refuses (``json``: not UTF-8, empty, not JSON, or JSON that is not an object; ``text``:
+    not UTF-8; ``base64`` accepts any bytes).
+    """
+    value = record.value
+    try:
+        if value is None:
+            raise ValueError("record has no value (a tombstone)")
+        if len(value) > max_value_bytes:
+            raise ValueError(f"value is {len(value)} bytes; the limit is {max_value_bytes}")
+        decoded = _decode_value(value, codec)
+    except ValueError as exc:
+        raise InvalidRecord(record.topic, record.partition, record.offset, str(exc)) from None
+    encode = (lambda b: None if b is None else b64(b)) if codec == "base64" else _text_or_b64
+    return {
+        "id": record_id(cluster, record.topic, record.partition, record.offset),
+        "topic": record.topic,
+        "partition": record.partition,
+        "offset": record.offset,
+        "timestamp": record.timestamp,
+        "key": encode(record.key),
+        "headers": [[name, encode(data)] for name, data in (record.headers or ())],
+        "value": decoded,
+    }
