@@ -6,5 +6,8 @@ import os
 
 from celery import Celery
 
+from workers.schedule import setup
+
 app = Celery("workers")
 app.config_from_object(os.environ.get("WORKERS_CELERY_CONFIG", "celeryconfig"))
+setup(app)

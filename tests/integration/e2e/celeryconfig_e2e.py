@@ -1,0 +1,36 @@
+"""Celery settings for the worker and beat subprocesses of the end-to-end tests.
+
+Everything that differs per test comes from ``E2E_*`` variables set by the harness.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+broker_url = os.environ["E2E_BROKER_URL"]
+task_default_queue = os.environ["E2E_QUEUE"]
+task_routes = {"workers.consume": {"queue": os.environ["E2E_QUEUE"] + ".consume"}}
+task_serializer = "json"
+result_serializer = "json"
+accept_content = ["json"]
+task_acks_late = True
+task_reject_on_worker_lost = True
+worker_prefetch_multiplier = 1
+# Short, so the messages a SIGKILLed worker had reserved come back within the test.
+broker_transport_options = {
+    "visibility_timeout": float(os.environ.get("E2E_VISIBILITY", "60")),
+    "unacked_restore_interval": 1,
+    "unacked_restore_throttle": 1,
+}
+broker_connection_retry_on_startup = True
+worker_hijack_root_logger = True
+imports = ["tests.integration.e2e.tasks"]
+
+workers_kafka_clusters = {
+    "test": {"bootstrap_servers": [os.environ["E2E_KAFKA"]], "request_timeout_ms": 30_000}
+}
+workers_redis_url = os.environ["E2E_REDIS_URL"]
+workers_redis_key_prefix = os.environ["E2E_PREFIX"]
+workers_supervise_interval = 1.0
+workers_pipelines = json.loads(os.environ["E2E_PIPELINES"])

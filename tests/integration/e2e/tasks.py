@@ -1,0 +1,39 @@
+"""Stand-in alarm tasks for the end-to-end tests: they count what reaches them in Redis."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+import redis
+from celery import shared_task
+
+_client: redis.Redis | None = None
+
+
+def _redis() -> redis.Redis:
+    global _client
+    if _client is None:
+        _client = redis.Redis.from_url(os.environ["E2E_REDIS_URL"])
+    return _client
+
+
+def seen_key() -> str:
+    return os.environ["E2E_PREFIX"] + ":e2e:seen"
+
+
+@shared_task(name="e2e.record")
+def record(batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Count every message by its value's ``uid`` (or its record id); return the batch."""
+    pipe = _redis().pipeline(transaction=False)
+    for message in batch:
+        value = message["value"]
+        uid = value.get("uid") if isinstance(value, dict) else None
+        pipe.hincrby(seen_key(), uid or message["id"], 1)
+    pipe.incr(seen_key() + ":batches")
+    pipe.execute()
+    delay = float(os.environ.get("E2E_TASK_DELAY", "0"))
+    if delay:
+        time.sleep(delay)
+    return batch

@@ -1,0 +1,97 @@
+"""Wiring: pullers built from the settings and the process's connection cache.
+
+This is the boundary where kafka-python errors become ``RecoverableError`` (and the broken
+consumer is dropped from the cache); the logic modules below it take their seams as arguments.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from kafka.errors import KafkaError
+
+from workers.config import PipelineConfig, Settings
+from workers.connections import Connections, connections_for
+from workers.deadletter import DeadLetters
+from workers.exceptions import RecoverableError
+from workers.keys import Space
+from workers.leases import Owner, RedisLeases
+from workers.offsets import RedisOffsetStore
+from workers.pipeline import CeleryDispatcher
+from workers.puller import Puller
+from workers.slots import Slots
+
+logger = logging.getLogger(__name__)
+
+
+def space_for(settings: Settings, pipeline: PipelineConfig) -> Space:
+    """The Redis key space of a pipeline's offsets, leases and slots."""
+    return Space(settings.redis.key_prefix, pipeline.cluster, pipeline.group, pipeline.topic)
+
+
+def slots_for(connections: Connections, pipeline: PipelineConfig) -> Slots:
+    """The consumer slots of a long-lived pipeline. A queued consumer task that has not started
+    after ``pending_ttl`` is assumed lost, and the supervisor enqueues another."""
+    settings = connections.settings
+    pending_ttl = max(60.0, 6 * settings.supervise_interval)
+    space = space_for(settings, pipeline)
+    return Slots(connections.redis(), space, pipeline.lease_ttl_seconds, pending_ttl)
+
+
+@contextmanager
+def kafka_boundary(connections: Connections, cluster: str, what: str) -> Iterator[None]:
+    """Translate kafka-python errors; the consumer that saw one is replaced on next use."""
+    try:
+        yield
+    except KafkaError as exc:
+        connections.discard("consumer", cluster, exc)
+        raise RecoverableError(f"{what}: {exc!r}") from exc
+
+
+@contextmanager
+def pulling(
+    app: Any,
+    pipeline_name: str,
+    *,
+    task: str = "",
+    token: str | None = None,
+    until_caught_up: bool = True,
+    stopping: Callable[[], bool] = lambda: False,
+    leave: bool = True,
+) -> Iterator[Puller]:
+    """A puller for one pipeline on this process's connections. Its leases are released on
+    exit, also after an error, so another worker can take over at once."""
+    connections = connections_for(app)
+    settings = connections.settings
+    pipeline = settings.pipeline(pipeline_name)
+    client = connections.redis()
+    cluster = pipeline.cluster
+    with kafka_boundary(connections, cluster, f"pipeline {pipeline.name!r}"):
+        puller = Puller(
+            pipeline,
+            space=space_for(settings, pipeline),
+            store=RedisOffsetStore(client, ttl=settings.redis.offset_ttl_seconds),
+            leases=RedisLeases(
+                client, Owner.current(task), pipeline.lease_ttl_seconds, token=token
+            ),
+            consumer=connections.consumer(cluster),
+            dispatcher=CeleryDispatcher(app, pipeline),
+            dead_letters=DeadLetters(
+                lambda: connections.producer(cluster),
+                cluster,
+                pipeline.dead_letter_topic,
+                timeout=settings.cluster(cluster).timeout * 5,
+            ),
+            stopping=stopping,
+            until_caught_up=until_caught_up,
+        )
+        try:
+            yield puller
+        finally:
+            try:
+                puller.release(leave=leave)
+            except RecoverableError as exc:  # they expire by themselves
+                logger.warning("pipeline %s: leases not released: %s", pipeline.name, exc)
