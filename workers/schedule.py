@@ -11,7 +11,7 @@ from typing import Any
 
 from celery import Celery
 
-from workers.config import Settings, settings_for
+from workers.config import Settings, reload_settings
 
 
 def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
@@ -42,13 +42,12 @@ def setup(app: Celery) -> None:
     from workers.shutdown import StopConsumers
 
     app.steps["worker"].add(StopConsumers)
+    app.on_after_configure.connect(_merge_schedule, sender=app, weak=False)  # each (re)config
     if app.configured:
         _merge_schedule(app)
-    else:
-        app.on_after_configure.connect(_merge_schedule, sender=app, weak=False)
     import workers.tasks  # noqa: F401 - registers the shared tasks
 
 
 def _merge_schedule(sender: Celery, **_: Any) -> None:
-    generated = beat_schedule(settings_for(sender))
+    generated = beat_schedule(reload_settings(sender))
     sender.conf.beat_schedule = {**generated, **(sender.conf.beat_schedule or {})}

@@ -47,7 +47,10 @@ def consume(self: Task, pipeline: str, slot: int) -> dict[str, Any]:
     config = connections.settings.pipeline(pipeline)
     if not 0 <= slot < config.concurrency:
         raise ConfigError(
-            f"workers_pipelines.{pipeline}.concurrency", config.concurrency, f"> slot {slot}"
+            f"workers.consume slot of pipeline {pipeline!r}",
+            slot,
+            f"a slot from 0 to {config.concurrency - 1} (the pipeline's concurrency is "
+            f"{config.concurrency})",
         )
     slots = slots_for(connections, config)
     token = uuid.uuid4().hex

@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 from workers.config.fields import mask_url
-from workers.config.load import load_settings, settings_for
+from workers.config.load import load_settings, reload_settings, settings_for
 from workers.config.model import (
     ClusterConfig,
     PipelineConfig,
@@ -23,6 +23,7 @@ __all__ = [
     "Settings",
     "StartPolicy",
     "load_settings",
+    "reload_settings",
     "mask_options",
     "mask_url",
     "settings_for",

@@ -197,6 +197,12 @@ def _visibility_timeout(conf: Mapping[str, Any]) -> float:
 _CACHE: weakref.WeakKeyDictionary[Any, Settings] = weakref.WeakKeyDictionary()
 
 
+def reload_settings(app: Any) -> Settings:
+    """Load the app's settings again (after the app was configured anew) and keep them."""
+    _CACHE.pop(app, None)
+    return settings_for(app)
+
+
 def settings_for(app: Any) -> Settings:
     """The app's settings, loaded on first use and kept for the life of the app."""
     settings = _CACHE.get(app)

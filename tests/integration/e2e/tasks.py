@@ -23,14 +23,17 @@ def seen_key() -> str:
     return os.environ["E2E_PREFIX"] + ":e2e:seen"
 
 
-@shared_task(name="e2e.record")
-def record(batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Count every message by its value's ``uid`` (or its record id); return the batch."""
+@shared_task(name="e2e.record", bind=True)
+def record(self: Any, batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Count every message by its value's ``uid`` (or its record id), and which task message
+    brought it (a message the Celery broker redelivers keeps its task id; a batch handed off
+    twice gets a new one). Returns the batch."""
     pipe = _redis().pipeline(transaction=False)
     for message in batch:
         value = message["value"]
         uid = value.get("uid") if isinstance(value, dict) else None
         pipe.hincrby(seen_key(), uid or message["id"], 1)
+        pipe.hincrby(seen_key() + ":by-task", f"{uid or message['id']}|{self.request.id}", 1)
     pipe.incr(seen_key() + ":batches")
     pipe.execute()
     delay = float(os.environ.get("E2E_TASK_DELAY", "0"))

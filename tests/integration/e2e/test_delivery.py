@@ -47,6 +47,15 @@ def seen(client: redis.Redis, prefix: str) -> dict[str, int]:
     return {k.decode(): int(v) for k, v in raw.items()}
 
 
+def handed_off(client: redis.Redis, prefix: str) -> dict[str, int]:
+    """How many different task messages brought each uid: hand-offs, not Celery redeliveries."""
+    tasks: dict[str, int] = {}
+    for field in client.hkeys(f"{prefix}:e2e:seen:by-task"):
+        uid = field.decode().split("|", 1)[0]
+        tasks[uid] = tasks.get(uid, 0) + 1
+    return tasks
+
+
 def stored(client: redis.Redis, prefix: str, topic: str) -> dict[int, int]:
     space = Space(prefix, "test", "workers", topic)
     return {p: pos.offset for p, pos in RedisOffsetStore(client).stored(space).items()}
@@ -114,7 +123,10 @@ def test_sigkilled_worker_loses_nothing_and_duplicates_stay_bounded(
     counts = seen(redis_client, key_prefix)
     assert set(counts) == set(ids)  # zero lost
     duplicates = sum(n - 1 for n in counts.values())
-    print(f"kills at {thresholds}: {duplicates} duplicates")
+    handoffs = sum(n - 1 for n in handed_off(redis_client, key_prefix).values())
+    print(f"kills at {thresholds}: {duplicates} duplicates, {handoffs} handed off twice")
+    # The pulls commit after every batch: at most one batch per pull in flight at each kill.
+    assert handoffs <= len(thresholds) * concurrency * batch
     # Per kill: one batch handed off but not committed by the pull, plus the batches the
     # killed worker was running or had reserved (redelivered after the visibility timeout).
     assert duplicates <= len(thresholds) * (1 + concurrency * (1 + prefetch)) * batch
