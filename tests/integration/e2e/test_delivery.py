@@ -11,7 +11,7 @@ import pytest
 import redis
 
 from tests.integration.e2e.conftest import ClusterFactory
-from tests.integration.e2e.harness import produce, wait_for
+from tests.integration.e2e.harness import Cluster, produce, wait_for
 from workers.keys import Space
 from workers.offsets import RedisOffsetStore
 
@@ -61,6 +61,24 @@ def stored(client: redis.Redis, prefix: str, topic: str) -> dict[int, int]:
     return {p: pos.offset for p, pos in RedisOffsetStore(client).stored(space).items()}
 
 
+def wait_delivered(
+    cluster: Cluster,
+    client: redis.Redis,
+    prefix: str,
+    topic: str,
+    ids: list[str],
+    last: dict[int, int],
+    timeout: float = 180,
+) -> None:
+    """Wait until every id reached the first task and the stored offsets are past the last
+    record the producer sent to each partition."""
+    wait_for(lambda: len(seen(client, prefix)) >= len(ids), timeout, "all ids", cluster)
+    wait_for(
+        lambda: stored(client, prefix, topic) == {p: o + 1 for p, o in last.items()},
+        60, "offsets committed", cluster,
+    )  # fmt: skip
+
+
 def test_every_record_reaches_the_first_task_exactly_once(
     celery_cluster: ClusterFactory, new_topic, kafka_bootstrap: str, redis_client, key_prefix
 ) -> None:
@@ -71,11 +89,7 @@ def test_every_record_reaches_the_first_task_exactly_once(
 
     cluster.worker("w1", concurrency=2)
     cluster.beat()
-    wait_for(lambda: len(seen(redis_client, key_prefix)) >= len(ids), 180, "all ids", cluster)
-    wait_for(
-        lambda: stored(redis_client, key_prefix, topic) == {p: o + 1 for p, o in last.items()},
-        30, "offsets committed", cluster,
-    )  # fmt: skip
+    wait_delivered(cluster, redis_client, key_prefix, topic, ids, last)
 
     counts = seen(redis_client, key_prefix)
     assert set(counts) == set(ids)
@@ -105,11 +119,7 @@ def test_sigkilled_worker_loses_nothing_and_duplicates_stay_bounded(
         worker.kill()
         last_kill = time.time()
         worker = cluster.worker(f"w{kill}", concurrency=concurrency)
-    wait_for(lambda: len(seen(redis_client, key_prefix)) >= len(ids), 240, "all ids", cluster)
-    wait_for(
-        lambda: stored(redis_client, key_prefix, topic) == {p: o + 1 for p, o in last.items()},
-        60, "offsets committed", cluster,
-    )  # fmt: skip
+    wait_delivered(cluster, redis_client, key_prefix, topic, ids, last, timeout=240)
 
     # Let the messages the killed workers had reserved come back (visibility timeout) and run.
     broker = redis.Redis.from_url(cluster.env["E2E_BROKER_URL"])
@@ -142,11 +152,7 @@ def test_two_workers_never_hand_off_the_same_record(
     workers = [cluster.worker("a", concurrency=2), cluster.worker("b", concurrency=2)]
     cluster.beat()
 
-    wait_for(lambda: len(seen(redis_client, key_prefix)) >= len(ids), 180, "all ids", cluster)
-    wait_for(
-        lambda: stored(redis_client, key_prefix, topic) == {p: o + 1 for p, o in last.items()},
-        30, "offsets committed", cluster,
-    )  # fmt: skip
+    wait_delivered(cluster, redis_client, key_prefix, topic, ids, last)
     time.sleep(1)  # a duplicate hand-off would arrive now
 
     counts = seen(redis_client, key_prefix)
