@@ -21,6 +21,21 @@ def key(prefix: str, kind: Kind, cluster: str, group: str, topic: str, partition
     return f"{name}:{partition}" if kind in _NUMBERED else name
 
 
+AlarmKind = Literal["alert", "applied", "alerts", "alarm-stats"]
+
+
+def alarm_key(prefix: str, kind: AlarmKind, fingerprint: str = "", suffix: str = "") -> str:
+    """Keys of the reference alarm pipeline. One alert's keys share the hash tag
+    ``{fingerprint}`` (its state and its applied-record markers, touched by one Lua script);
+    ``alerts`` (the index of open alerts) and ``alarm-stats`` are single keys."""
+    if kind in ("alerts", "alarm-stats"):
+        return f"{prefix}:{kind}"
+    if not fingerprint:
+        raise ValueError(f"a {kind} key needs a fingerprint")
+    name = f"{prefix}:{kind}:{{{fingerprint}}}"
+    return f"{name}:{suffix}" if suffix else name
+
+
 @dataclass(frozen=True, slots=True)
 class Space:
     """The partitions of one topic as read by one consumer group on one cluster."""

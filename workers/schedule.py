@@ -1,8 +1,9 @@
 """The Beat schedule generated from the pipelines, and ``setup(app)`` that installs it.
 
 Every ``beat`` pipeline gets a ``workers.pull`` entry at its interval; if any pipeline is
-``long_lived``, one ``workers.supervise`` entry restarts consumer slots that died. Entries of
-the app's own ``beat_schedule`` with the same names win, so any of them can be overridden.
+``long_lived``, one ``workers.supervise`` entry restarts consumer slots that died; if any
+pipeline chains ``workers.alarms.build``, one ``workers.alarms.sweep`` entry closes quiet
+alerts. Entries of the app's own ``beat_schedule`` with the same names win.
 """
 
 from __future__ import annotations
@@ -26,6 +27,12 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
                 "args": (name,),
                 "options": {"expires": max(10.0, 3 * pipeline.interval)},
             }
+    if any("workers.alarms.build" in p.tasks for p in settings.pipelines.values()):
+        entries["workers.alarms.sweep"] = {
+            "task": "workers.alarms.sweep",
+            "schedule": settings.alarms.sweep_interval,
+            "options": {"expires": settings.alarms.sweep_interval},
+        }
     if any(p.mode == "long_lived" for p in settings.pipelines.values()):
         entries["workers.supervise"] = {
             "task": "workers.supervise",
@@ -45,7 +52,8 @@ def setup(app: Celery) -> None:
     app.on_after_configure.connect(_merge_schedule, sender=app, weak=False)  # each (re)config
     if app.configured:
         _merge_schedule(app)
-    import workers.tasks  # noqa: F401 - registers the shared tasks
+    import workers.alarms.tasks  # noqa: F401 - registers the shared tasks
+    import workers.tasks  # noqa: F401
 
 
 def _merge_schedule(sender: Celery, **_: Any) -> None:

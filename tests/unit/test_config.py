@@ -852,7 +852,10 @@ def test_top_level_and_cluster_defaults() -> None:
         name="common", bootstrap_servers=("kafka-1:9092",), reconnect_seconds=60.0, timeout=6.0
     )
     # No kafka-python option is added when none is configured: its own defaults apply.
-    assert settings.cluster("common").producer_options() == {"bootstrap_servers": ["kafka-1:9092"]}
+    assert settings.cluster("common").producer_options() == {
+        "bootstrap_servers": ["kafka-1:9092"],
+        "acks": "all",  # dead letters and alerts must survive a leader change
+    }
 
 
 def test_pipeline_defaults() -> None:

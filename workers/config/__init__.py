@@ -8,6 +8,7 @@ from __future__ import annotations
 from workers.config.fields import mask_url
 from workers.config.load import load_settings, reload_settings, settings_for
 from workers.config.model import (
+    AlarmSettings,
     ClusterConfig,
     PipelineConfig,
     RedisConfig,
@@ -17,6 +18,7 @@ from workers.config.model import (
 )
 
 __all__ = [
+    "AlarmSettings",
     "ClusterConfig",
     "PipelineConfig",
     "RedisConfig",

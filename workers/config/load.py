@@ -10,7 +10,14 @@ from typing import Any
 from workers.config import kafka_options as ko
 from workers.config.env import apply_env
 from workers.config.fields import check_mapping, fail, topic_name
-from workers.config.model import ClusterConfig, PipelineConfig, RedisConfig, Settings, _frozen
+from workers.config.model import (
+    AlarmSettings,
+    ClusterConfig,
+    PipelineConfig,
+    RedisConfig,
+    Settings,
+    _frozen,
+)
 from workers.config.specs import CLUSTER, PIPELINE, TOP, check_name
 from workers.exceptions import ConfigError
 
@@ -64,6 +71,33 @@ def _build(raw: Mapping[str, Any], visibility_timeout: float) -> Settings:
         pipelines=_frozen(pipelines),
         default_group=top["workers_default_group"],
         supervise_interval=float(top["workers_supervise_interval"]),
+        alarms=_alarms(top, clusters, visibility_timeout),
+    )
+
+
+def _alarms(
+    top: Mapping[str, Any], clusters: Mapping[str, ClusterConfig], visibility_timeout: float
+) -> AlarmSettings:
+    cluster = top["workers_alarm_output_cluster"]
+    if cluster is not None and cluster not in clusters:
+        raise fail(
+            "workers_alarm_output_cluster", cluster, f"one of the clusters {sorted(clusters)}"
+        )
+    ttl = top["workers_alarm_dedupe_ttl_seconds"]
+    if ttl <= visibility_timeout:
+        raise fail(
+            "workers_alarm_dedupe_ttl_seconds",
+            ttl,
+            f"more than the Celery broker's visibility_timeout ({visibility_timeout:g} s), "
+            "or a redelivered batch is applied twice",
+        )
+    return AlarmSettings(
+        output_topic=top["workers_alarm_output_topic"],
+        output_cluster=cluster,
+        quiet_seconds=float(top["workers_alarm_quiet_seconds"]),
+        max_future_seconds=float(top["workers_alarm_max_future_seconds"]),
+        dedupe_ttl_seconds=ttl,
+        sweep_interval=float(top["workers_alarm_sweep_interval"]),
     )
 
 

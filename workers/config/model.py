@@ -42,8 +42,15 @@ class ClusterConfig:
     consumer: Mapping[str, Any] = field(default_factory=_frozen)
 
     def producer_options(self) -> dict[str, Any]:
-        """Keyword arguments for ``KafkaProducer`` (secrets included: never log them)."""
-        return {"bootstrap_servers": list(self.bootstrap_servers), **self.client, **self.producer}
+        """Keyword arguments for ``KafkaProducer`` (secrets included: never log them).
+
+        ``acks`` defaults to ``all``: dead letters and alerts must not vanish with a leader."""
+        return {
+            "bootstrap_servers": list(self.bootstrap_servers),
+            "acks": "all",
+            **self.client,
+            **self.producer,
+        }
 
     def consumer_options(self) -> dict[str, Any]:
         """Keyword arguments for ``KafkaConsumer``: manual assignment, no group, no auto commit."""
@@ -152,6 +159,18 @@ class PipelineConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class AlarmSettings:
+    """The reference alarm pipeline (``workers.alarms``): where alerts go and when they close."""
+
+    output_topic: str = "alerts"
+    output_cluster: str | None = None  # None: the cluster the events came from
+    quiet_seconds: float = 1800.0
+    max_future_seconds: float = 300.0
+    dedupe_ttl_seconds: int = 86_400
+    sweep_interval: float = 60.0
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """Everything the package reads from the Celery config, validated once."""
 
@@ -160,6 +179,7 @@ class Settings:
     pipelines: Mapping[str, PipelineConfig]
     default_group: str = "workers"
     supervise_interval: float = 10.0
+    alarms: AlarmSettings = AlarmSettings()
 
     def cluster(self, name: str) -> ClusterConfig:
         """Raises ``KeyError`` naming the cluster and the known ones."""

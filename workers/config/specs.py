@@ -68,6 +68,22 @@ TOP: dict[str, Field] = {
         nullable=True,
     ),
     "workers_default_group": Field("str", "a consumer group name", "workers", _group),
+    "workers_alarm_output_topic": Field("str", "a Kafka topic name", "alerts", topic_name),
+    "workers_alarm_output_cluster": Field(
+        "str", "a configured cluster name, or None for the input's cluster", None, nullable=True
+    ),
+    "workers_alarm_quiet_seconds": Field(
+        "float", "seconds as a number between 10 and 2592000", 1800.0, at_least(10, 2_592_000)
+    ),
+    "workers_alarm_max_future_seconds": Field(
+        "float", "seconds as a number between 0 and 86400", 300.0, at_least(0, 86_400)
+    ),
+    "workers_alarm_dedupe_ttl_seconds": Field(
+        "int", "seconds as an integer between 60 and 2592000", 86_400, at_least(60, 2_592_000)
+    ),
+    "workers_alarm_sweep_interval": Field(
+        "float", "seconds as a number between 1 and 3600", 60.0, at_least(1, 3600)
+    ),
     "workers_supervise_interval": Field(
         "float", "seconds as a number between 1 and 3600", 10.0, at_least(1, 3600)
     ),
