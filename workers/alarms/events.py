@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -22,6 +23,7 @@ STATUSES = ("ABNORMAL", "RECOVERED", "CLOSED")
 KEY_FIELDS = ("alert_name", "target", "metric", "strategy_id", "bk_biz_id")
 _TEXT = ("target", "description", "metric")
 _INTS = ("strategy_id", "bk_biz_id")
+_EPOCH = re.compile(r"[0-9]+(\.[0-9]+)?")
 _MS_THRESHOLD = 1e11  # epoch numbers above this are milliseconds (1e11 s is the year 5138)
 
 
@@ -60,11 +62,11 @@ def event_time(raw: Any, now_ms: int, max_future_ms: int) -> int:
     means UTC). Raises ``InvalidEvent`` for anything else and for a time too far ahead."""
     if isinstance(raw, bool) or raw is None:
         raise InvalidEvent("time is required" if raw is None else "time must not be a boolean")
-    if isinstance(raw, str) and raw.strip().replace(".", "", 1).isdigit():
+    if isinstance(raw, str) and _EPOCH.fullmatch(raw.strip()):
         raw = float(raw)  # epoch digits in a string
     if isinstance(raw, int | float):
-        if not math.isfinite(raw) or raw < 0:
-            raise InvalidEvent(f"time {raw!r} is not an epoch time")
+        if not -1 < raw < 1e15 or not math.isfinite(raw):  # also refuses 10**400 and NaN
+            raise InvalidEvent(f"time {_short(raw)} is not an epoch time")
         ms = int(raw if raw >= _MS_THRESHOLD else raw * 1000)
     elif isinstance(raw, str):
         try:
@@ -80,6 +82,11 @@ def event_time(raw: Any, now_ms: int, max_future_ms: int) -> int:
             f"time {raw!r} is {ahead:.0f} s in the future (limit {max_future_ms // 1000} s)"
         )
     return ms
+
+
+def _short(raw: Any) -> str:
+    text = repr(raw)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _dimensions(value: Mapping[str, Any]) -> dict[str, str]:
@@ -134,6 +141,8 @@ def parse_event(value: Any, now_ms: int, max_future_ms: int) -> dict[str, Any]:
     event_id = _text(value, "event_id", required=True)
     alert_name = _text(value, "alert_name", required=True)
     severity = value.get("severity")
+    if severity is None:
+        raise InvalidEvent("severity is required")
     if type(severity) is not int or severity not in SEVERITIES:
         raise InvalidEvent(
             f"severity {severity!r} is not one of 1 (fatal), 2 (warning), 3 (remind)"

@@ -1,9 +1,9 @@
 """What any stage of an alarm chain may use: dead-lettering single messages.
 
 A stage is a Celery task that takes a list of JSON dicts and returns a list of JSON dicts.
-To give up on one item without failing the batch, call ``dead_letter`` with the message (as
-the pull handed it off: it has ``id``, ``topic``, ``partition``, ``offset``, ``key``,
-``headers``, ``value``) and the reason; raise ``RecoverableError`` to have the task retried.
+To give up on one item without failing the batch, call ``dead_letter`` with the item (a
+message as the pull handed it off, or a later item that carries ``record_id``, such as an
+event) and the reason; raise ``RecoverableError`` to have the task retried.
 """
 
 from __future__ import annotations
@@ -34,6 +34,12 @@ class MessageRecord:
 
     @classmethod
     def of(cls, message: dict[str, Any]) -> MessageRecord:
+        """From a pulled message, or from a later stage's item that carries ``record_id``
+        (its coordinates come from the id; the item itself becomes the value)."""
+        if "topic" not in message:
+            _, topic, partition, offset = str(message["record_id"]).split("/")
+            message = {"topic": topic, "partition": partition, "offset": offset,
+                       "id": message["record_id"], "value": message}  # fmt: skip
         value = message.get("value")
         if isinstance(value, str):
             data: bytes | None = value.encode()
@@ -65,8 +71,9 @@ def dead_letter(app: Any, refused: Sequence[tuple[dict[str, Any], str]]) -> int:
     settings = connections.settings
     letters: dict[tuple[str, str], DeadLetters] = {}
     for message, reason in refused:
-        cluster = str(message["id"]).split("/", 1)[0]
-        topic = message["topic"]
+        record = MessageRecord.of(message)
+        cluster = str(message.get("id") or message["record_id"]).split("/", 1)[0]
+        topic = record.topic
         if (cluster, topic) not in letters:
             target = next(
                 (
@@ -79,5 +86,5 @@ def dead_letter(app: Any, refused: Sequence[tuple[dict[str, Any], str]]) -> int:
             letters[(cluster, topic)] = DeadLetters(
                 partial(connections.producer, cluster), cluster, target
             )
-        letters[(cluster, topic)].send(MessageRecord.of(message), reason)
+        letters[(cluster, topic)].send(record, reason)
     return sum(dead.flush() for dead in letters.values())

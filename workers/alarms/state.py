@@ -27,64 +27,72 @@ import redis
 from workers.keys import alarm_key
 from workers.redis_errors import translated
 
-OUTCOMES = ("duplicate", "stale", "ignored", "opened", "updated", "recovered", "closed")
+OUTCOMES = ("duplicate", "replayed", "stale", "ignored", "opened", "updated", "recovered", "closed")
+_INT_FIELDS = ("count", "severity", "first_time", "last_time", "last_change", "version")
 
-# KEYS: alert, record marker, event marker. ARGV: ttl, time, severity, status, new alert id,
-# fields json (alert_name, fingerprint, dimensions, target, ...). Returns {outcome, alert json}.
+# KEYS: alert (hash), record marker, event marker. ARGV: ttl, time, severity, status, new alert
+# id, meta json (never decoded here: Lua's JSON would round big integers). Returns {outcome,
+# change json}. The record marker keeps the change the record made, so a build retried after
+# a failure emits it again ("replayed") instead of losing it; publish skips what it sent.
 _APPLY = """
 local ttl = tonumber(ARGV[1])
-if not redis.call('SET', KEYS[2], '1', 'NX', 'EX', ttl) then return {'duplicate'} end
+local prior = redis.call('GET', KEYS[2])
+if prior then
+  if prior ~= '' then return {'replayed', prior} end
+  return {'duplicate'}
+end
+redis.call('SET', KEYS[2], '', 'EX', ttl)
 if not redis.call('SET', KEYS[3], '1', 'NX', 'EX', ttl) then return {'duplicate'} end
 local t, sev, ev = tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
-local raw = redis.call('GET', KEYS[1])
-local a = raw and cjson.decode(raw) or nil
+local a = redis.call('HMGET', KEYS[1], 'status', 'severity', 'last_time', 'last_change',
+                     'version')
+local status, version = a[1], tonumber(a[5] or '0')
 local change
-if a == nil or a.status == 'CLOSED' then
-  if a ~= nil and t <= a.last_change then return {'stale'} end
+if not status or status == 'CLOSED' then
+  if status and t <= tonumber(a[4]) then return {'stale'} end
   if ev ~= 'ABNORMAL' then return {'ignored'} end
-  local f = cjson.decode(ARGV[6])
-  local version = a and a.version or 0
-  a = f
-  a.id, a.status, a.first_time, a.last_time, a.last_change = ARGV[5], 'ABNORMAL', t, t, t
-  a.count, a.severity, a.version = 1, sev, version
+  redis.call('DEL', KEYS[1])
+  redis.call('HSET', KEYS[1], 'id', ARGV[5], 'status', 'ABNORMAL', 'count', '1',
+             'severity', ARGV[3], 'first_time', ARGV[2], 'last_time', ARGV[2],
+             'last_change', ARGV[2], 'meta', ARGV[6])
   change = 'opened'
 else
-  if t < a.last_change then return {'stale'} end
+  if t < tonumber(a[4]) then return {'stale'} end
+  if ev == 'RECOVERED' and status == 'RECOVERED' then return {'ignored'} end
+  if ev ~= 'CLOSED' and t > tonumber(a[3]) then
+    redis.call('HSET', KEYS[1], 'last_time', ARGV[2])
+  end
   if ev == 'ABNORMAL' then
-    a.count = a.count + 1
-    if t > a.last_time then a.last_time = t end
-    if sev < a.severity then a.severity = sev end
-    if a.status == 'RECOVERED' then a.status, a.last_change = 'ABNORMAL', t end
+    redis.call('HINCRBY', KEYS[1], 'count', 1)
+    if sev < tonumber(a[2]) then redis.call('HSET', KEYS[1], 'severity', ARGV[3]) end
+    if status == 'RECOVERED' then
+      redis.call('HSET', KEYS[1], 'status', 'ABNORMAL', 'last_change', ARGV[2])
+    end
     change = 'updated'
   elseif ev == 'RECOVERED' then
-    if a.status == 'RECOVERED' then return {'ignored'} end
-    a.status, a.last_change = 'RECOVERED', t
-    if t > a.last_time then a.last_time = t end
+    redis.call('HSET', KEYS[1], 'status', 'RECOVERED', 'last_change', ARGV[2])
     change = 'recovered'
   else
-    a.status, a.last_change, a.closed_by = 'CLOSED', t, 'event'
+    redis.call('HSET', KEYS[1], 'status', 'CLOSED', 'last_change', ARGV[2], 'closed_by', 'event')
     change = 'closed'
   end
 end
-a.version = a.version + 1
-local out = cjson.encode(a)
-redis.call('SET', KEYS[1], out)
+redis.call('HSET', KEYS[1], 'version', tostring(version + 1))
+local out = cjson.encode({change, redis.call('HGETALL', KEYS[1])})
+redis.call('SET', KEYS[2], out, 'EX', ttl)
 return {change, out}
 """
 
-# KEYS: alert, index. ARGV: fingerprint, cutoff ms, now ms. Closes a quiet alert.
+# KEYS: alert, index. ARGV: fingerprint, cutoff ms. Closes a quiet alert as of its last event
+# (so a later event opens a new alert and an older one is stale).
 _CLOSE_QUIET = """
-local raw = redis.call('GET', KEYS[1])
-if not raw then redis.call('ZREM', KEYS[2], ARGV[1]) return false end
-local a = cjson.decode(raw)
-if a.status == 'CLOSED' then redis.call('ZREM', KEYS[2], ARGV[1]) return false end
-if a.last_time >= tonumber(ARGV[2]) then return false end
-a.status, a.last_change, a.closed_by = 'CLOSED', tonumber(ARGV[3]), 'quiet'
-a.version = a.version + 1
-local out = cjson.encode(a)
-redis.call('SET', KEYS[1], out)
+local a = redis.call('HMGET', KEYS[1], 'status', 'last_time', 'version')
+if not a[1] or a[1] == 'CLOSED' then redis.call('ZREM', KEYS[2], ARGV[1]) return false end
+if tonumber(a[2]) >= tonumber(ARGV[2]) then return false end
+redis.call('HSET', KEYS[1], 'status', 'CLOSED', 'last_change', a[2], 'closed_by', 'quiet',
+           'version', tostring(tonumber(a[3]) + 1))
 redis.call('ZREM', KEYS[2], ARGV[1])
-return out
+return cjson.encode({'closed', redis.call('HGETALL', KEYS[1])})
 """
 
 _FIELDS = ("alert_name", "fingerprint", "dimensions", "target", "description", "metric", "cluster",
@@ -98,6 +106,7 @@ class Applied:
     record_id: str
     outcome: str
     alert: dict[str, Any] | None
+    change: str = ""  # the change the record made (also for a replayed record)
 
 
 def alert_id(fingerprint: str, record_id: str) -> str:
@@ -138,13 +147,16 @@ class AlertStore:
             replies = pipe.execute()
         out = []
         for event, reply in zip(events, replies[::2], strict=True):
-            outcome = _text(reply[0])
-            alert = json.loads(reply[1]) if len(reply) > 1 else None
-            out.append(Applied(event["record_id"], outcome, alert))
+            if len(reply) > 1:
+                change, flat = json.loads(reply[1])
+                out.append(Applied(event["record_id"], _text(reply[0]), _alert(flat), change))
+            else:
+                out.append(Applied(event["record_id"], _text(reply[0]), None))
         return out
 
-    def close_quiet(self, cutoff_ms: int, now_ms: int, limit: int = 1000) -> list[dict[str, Any]]:
-        """Close alerts with no event since ``cutoff_ms``; returns the closed alerts."""
+    def close_quiet(self, cutoff_ms: int, limit: int = 1000) -> list[dict[str, Any]]:
+        """Close alerts with no event since ``cutoff_ms`` (as of their last event: a later
+        event opens a new alert); returns the closed alerts."""
         index = alarm_key(self.prefix, "alerts")
         with translated("close quiet alerts"):
             found: Any = self.client.zrangebyscore(
@@ -154,14 +166,38 @@ class AlertStore:
             pipe = self.client.pipeline(transaction=False)
             for fp in quiet:
                 keys = [alarm_key(self.prefix, "alert", fp), index]
-                self._close_quiet(keys=keys, args=[fp, cutoff_ms, now_ms], client=pipe)
+                self._close_quiet(keys=keys, args=[fp, cutoff_ms], client=pipe)
             replies = pipe.execute() if quiet else []
-        return [json.loads(reply) for reply in replies if reply]
+        return [_alert(json.loads(reply)[1]) for reply in replies if reply]
 
     def get(self, fingerprint: str) -> dict[str, Any] | None:
         with translated("read an alert"):
-            raw = self.client.get(alarm_key(self.prefix, "alert", fingerprint))
-        return None if raw is None else dict(json.loads(raw))
+            raw = self.client.hgetall(alarm_key(self.prefix, "alert", fingerprint))
+        if not raw:
+            return None
+        return _alert([_text(x) for pair in raw.items() for x in pair])
+
+    def unpublished(self, changes: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The changes not yet marked published (a retried build may emit some again)."""
+        if not changes:
+            return []
+        with translated("check published alert changes"):
+            pipe = self.client.pipeline(transaction=False)
+            for change in changes:
+                pipe.exists(self._published_key(change))
+            seen = pipe.execute()
+        return [change for change, done in zip(changes, seen, strict=True) if not done]
+
+    def mark_published(self, changes: Sequence[dict[str, Any]]) -> None:
+        with translated("mark alert changes published"):
+            pipe = self.client.pipeline(transaction=False)
+            for change in changes:
+                pipe.set(self._published_key(change), "1", ex=self.dedupe_ttl)
+            pipe.execute()
+
+    def _published_key(self, change: dict[str, Any]) -> str:
+        fp = change["alert"]["fingerprint"]
+        return alarm_key(self.prefix, "applied", fp, "p:" + change["change_id"])
 
     def count(self, outcomes: Iterable[str], extra: dict[str, int] | None = None) -> None:
         """Add outcomes (and other counters) to the pipeline's statistics hash."""
@@ -181,6 +217,17 @@ class AlertStore:
         with translated("read alarm statistics"):
             raw = self.client.hgetall(alarm_key(self.prefix, "alarm-stats"))
         return {_text(k): int(v) for k, v in raw.items()}
+
+
+def _alert(flat: Sequence[str]) -> dict[str, Any]:
+    """An alert from its hash fields (as HGETALL lists them): ints typed, meta merged in."""
+    fields = dict(zip(flat[::2], flat[1::2], strict=True))
+    alert: dict[str, Any] = json.loads(fields.pop("meta", "{}"))
+    alert.update(fields)
+    for name in _INT_FIELDS:
+        alert[name] = int(alert[name])
+    alert.setdefault("closed_by", None)
+    return alert
 
 
 def _text(raw: bytes | str) -> str:

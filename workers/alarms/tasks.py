@@ -68,13 +68,14 @@ def parse(self: Task, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
 @shared_task(name="workers.alarms.build", bind=True, **RETRY)
 def build(self: Task, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Apply events to alert state; returns one change per alert state change, in order.
-    Events already applied (same record id or event id) change nothing."""
+    Events already applied (same record id or event id) change nothing; a record applied by
+    an earlier try of this batch emits its change again (``publish`` skips what it sent)."""
     store = store_for(self.app)
     applied = store.apply(events)
     store.count(a.outcome for a in applied)
     clusters = {e["record_id"]: e["cluster"] for e in events}
     return [
-        _change(a.outcome, a.alert, clusters[a.record_id]) for a in applied if a.alert is not None
+        _change(a.change, a.alert, clusters[a.record_id]) for a in applied if a.alert is not None
     ]
 
 
@@ -82,9 +83,12 @@ def build(self: Task, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def publish(self: Task, changes: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Send alert changes to the output topic, keyed by fingerprint (one alert's changes stay
     in order), and wait until the broker confirmed all of them."""
-    send_changes(self.app, changes)
-    if changes:
-        store_for(self.app).count([], {"published": len(changes)})
+    store = store_for(self.app)
+    fresh = store.unpublished(changes)
+    send_changes(self.app, fresh)
+    if fresh:
+        store.mark_published(fresh)
+        store.count([], {"published": len(fresh)})
     return changes
 
 
@@ -95,10 +99,11 @@ def sweep(self: Task) -> dict[str, Any]:
     now_ms = int(time.time() * 1000)
     cutoff = now_ms - int(settings.alarms.quiet_seconds * 1000)
     store = store_for(self.app)
-    closed = store.close_quiet(cutoff, now_ms)
+    closed = store.close_quiet(cutoff)
     changes = [_change("closed", alert, alert.get("cluster")) for alert in closed]
     send_changes(self.app, changes)
     if changes:
+        store.mark_published(changes)
         store.count([], {"closed": len(changes), "published": len(changes)})
     return {"closed": len(changes)}
 

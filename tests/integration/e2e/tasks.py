@@ -40,3 +40,14 @@ def record(self: Any, batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
     if delay:
         time.sleep(delay)
     return batch
+
+
+@shared_task(name="e2e.maintenance", bind=True)
+def maintenance(self: Any, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A user's stage between parse and build: dead-letters events of hosts in maintenance."""
+    from workers.alarms.stage import dead_letter
+
+    dropped = [e for e in events if e.get("target") == "maintenance"]
+    if dropped:
+        dead_letter(self.app, [(e, "host in maintenance") for e in dropped])
+    return [e for e in events if e.get("target") != "maintenance"]
