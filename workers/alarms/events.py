@@ -62,11 +62,12 @@ def event_time(raw: Any, now_ms: int, max_future_ms: int) -> int:
     means UTC). Raises ``InvalidEvent`` for anything else and for a time too far ahead."""
     if isinstance(raw, bool) or raw is None:
         raise InvalidEvent("time is required" if raw is None else "time must not be a boolean")
+    given = raw
     if isinstance(raw, str) and _EPOCH.fullmatch(raw.strip()):
         raw = float(raw)  # epoch digits in a string
     if isinstance(raw, int | float):
-        if not -1 < raw < 1e15 or not math.isfinite(raw):  # also refuses 10**400 and NaN
-            raise InvalidEvent(f"time {_short(raw)} is not an epoch time")
+        if not 0 <= raw < 1e15 or not math.isfinite(raw):  # also refuses 10**400 and NaN
+            raise InvalidEvent(f"time {_short(given)} is not an epoch time")
         ms = int(raw if raw >= _MS_THRESHOLD else raw * 1000)
     elif isinstance(raw, str):
         try:
@@ -79,7 +80,7 @@ def event_time(raw: Any, now_ms: int, max_future_ms: int) -> int:
     if ms > now_ms + max_future_ms:
         ahead = (ms - now_ms) / 1000
         raise InvalidEvent(
-            f"time {raw!r} is {ahead:.0f} s in the future (limit {max_future_ms // 1000} s)"
+            f"time {_short(given)} is {ahead:.0f} s in the future (limit {max_future_ms // 1000} s)"
         )
     return ms
 

@@ -45,12 +45,16 @@ redis.call('SET', KEYS[2], '', 'EX', ttl)
 if not redis.call('SET', KEYS[3], '1', 'NX', 'EX', ttl) then return {'duplicate'} end
 local t, sev, ev = tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
 local a = redis.call('HMGET', KEYS[1], 'status', 'severity', 'last_time', 'last_change',
-                     'version')
+                     'version', 'closed_by', 'close_published')
 local status, version = a[1], tonumber(a[5] or '0')
 local change
+local unpublished = false
 if not status or status == 'CLOSED' then
   if status and t <= tonumber(a[4]) then return {'stale'} end
   if ev ~= 'ABNORMAL' then return {'ignored'} end
+  if a[6] == 'quiet' and a[7] ~= '1' then  -- a sweep closed it but its send failed: keep it
+    unpublished = cjson.encode({'closed', redis.call('HGETALL', KEYS[1])})
+  end
   redis.call('DEL', KEYS[1])
   redis.call('HSET', KEYS[1], 'id', ARGV[5], 'status', 'ABNORMAL', 'count', '1',
              'severity', ARGV[3], 'first_time', ARGV[2], 'last_time', ARGV[2],
@@ -80,19 +84,42 @@ end
 redis.call('HSET', KEYS[1], 'version', tostring(version + 1))
 local out = cjson.encode({change, redis.call('HGETALL', KEYS[1])})
 redis.call('SET', KEYS[2], out, 'EX', ttl)
+if unpublished then return {change, out, unpublished} end
 return {change, out}
 """
 
 # KEYS: alert, index. ARGV: fingerprint, cutoff ms. Closes a quiet alert as of its last event
-# (so a later event opens a new alert and an older one is stale).
+# (so a later event opens a new alert and an older one is stale). An alert closed by an earlier
+# sweep stays in the index, and is returned again, until that sweep published its close.
 _CLOSE_QUIET = """
-local a = redis.call('HMGET', KEYS[1], 'status', 'last_time', 'version')
+local a = redis.call('HMGET', KEYS[1], 'status', 'last_time', 'version', 'closed_by',
+                     'close_published')
+if a[1] == 'CLOSED' and a[4] == 'quiet' and a[5] ~= '1' then
+  return cjson.encode({'closed', redis.call('HGETALL', KEYS[1])})
+end
 if not a[1] or a[1] == 'CLOSED' then redis.call('ZREM', KEYS[2], ARGV[1]) return false end
 if tonumber(a[2]) >= tonumber(ARGV[2]) then return false end
 redis.call('HSET', KEYS[1], 'status', 'CLOSED', 'last_change', a[2], 'closed_by', 'quiet',
            'version', tostring(tonumber(a[3]) + 1))
-redis.call('ZREM', KEYS[2], ARGV[1])
 return cjson.encode({'closed', redis.call('HGETALL', KEYS[1])})
+"""
+
+# KEYS: alert. ARGV: alert id, version. Notes that this quiet close was published (if the hash
+# still holds that alert at that version).
+_MARK_CLOSE = """
+local a = redis.call('HMGET', KEYS[1], 'id', 'version')
+if a[1] == ARGV[1] and a[2] == ARGV[2] then redis.call('HSET', KEYS[1], 'close_published', '1') end
+return 0
+"""
+
+# KEYS: index. ARGV: cutoff ms, fingerprints. Drops published quiet closes from the index
+# (unless a newer event moved a fingerprint past the cutoff meanwhile).
+_FORGET = """
+for i = 2, #ARGV do
+  local score = redis.call('ZSCORE', KEYS[1], ARGV[i])
+  if score and tonumber(score) < tonumber(ARGV[1]) then redis.call('ZREM', KEYS[1], ARGV[i]) end
+end
+return 0
 """
 
 _FIELDS = ("alert_name", "fingerprint", "dimensions", "target", "description", "metric", "cluster",
@@ -107,6 +134,8 @@ class Applied:
     outcome: str
     alert: dict[str, Any] | None
     change: str = ""  # the change the record made (also for a replayed record)
+    # A quiet close whose publication failed, of the alert this event replaced: emit it first.
+    unpublished_close: dict[str, Any] | None = None
 
 
 def alert_id(fingerprint: str, record_id: str) -> str:
@@ -123,6 +152,8 @@ class AlertStore:
         self.dedupe_ttl = dedupe_ttl
         self._apply = client.register_script(_APPLY)
         self._close_quiet = client.register_script(_CLOSE_QUIET)
+        self._forget = client.register_script(_FORGET)
+        self._mark_close = client.register_script(_MARK_CLOSE)
 
     def apply(self, events: Sequence[dict[str, Any]]) -> list[Applied]:
         """Apply normalised events (with ``record_id``) in order, in one round trip."""
@@ -149,14 +180,17 @@ class AlertStore:
         for event, reply in zip(events, replies[::2], strict=True):
             if len(reply) > 1:
                 change, flat = json.loads(reply[1])
-                out.append(Applied(event["record_id"], _text(reply[0]), _alert(flat), change))
+                close = _alert(json.loads(reply[2])[1]) if len(reply) > 2 else None
+                outcome = _text(reply[0])
+                out.append(Applied(event["record_id"], outcome, _alert(flat), change, close))
             else:
                 out.append(Applied(event["record_id"], _text(reply[0]), None))
         return out
 
     def close_quiet(self, cutoff_ms: int, limit: int = 1000) -> list[dict[str, Any]]:
         """Close alerts with no event since ``cutoff_ms`` (as of their last event: a later
-        event opens a new alert); returns the closed alerts."""
+        event opens a new alert); returns them, with those closed by an earlier call whose
+        close was not yet published. Call ``forget_closed`` once the closes are published."""
         index = alarm_key(self.prefix, "alerts")
         with translated("close quiet alerts"):
             found: Any = self.client.zrangebyscore(
@@ -169,6 +203,14 @@ class AlertStore:
                 self._close_quiet(keys=keys, args=[fp, cutoff_ms], client=pipe)
             replies = pipe.execute() if quiet else []
         return [_alert(json.loads(reply)[1]) for reply in replies if reply]
+
+    def forget_closed(self, alerts: Sequence[dict[str, Any]], cutoff_ms: int) -> None:
+        """Drop quiet-closed alerts from the index of open alerts, once published."""
+        if not alerts:
+            return
+        args = [cutoff_ms, *(a["fingerprint"] for a in alerts)]
+        with translated("update the index of open alerts"):
+            self._forget(keys=[alarm_key(self.prefix, "alerts")], args=args)
 
     def get(self, fingerprint: str) -> dict[str, Any] | None:
         with translated("read an alert"):
@@ -189,10 +231,16 @@ class AlertStore:
         return [change for change, done in zip(changes, seen, strict=True) if not done]
 
     def mark_published(self, changes: Sequence[dict[str, Any]]) -> None:
+        """Remember the changes as sent; a quiet close is also marked on its alert, so the
+        sweep stops returning it and a new alert opening over it need not carry it."""
         with translated("mark alert changes published"):
             pipe = self.client.pipeline(transaction=False)
             for change in changes:
                 pipe.set(self._published_key(change), "1", ex=self.dedupe_ttl)
+                alert = change["alert"]
+                if alert.get("closed_by") == "quiet":
+                    self._mark_close(keys=[alarm_key(self.prefix, "alert", alert["fingerprint"])],
+                                     args=[alert["id"], alert["version"]], client=pipe)  # fmt: skip
             pipe.execute()
 
     def _published_key(self, change: dict[str, Any]) -> str:
@@ -224,6 +272,7 @@ def _alert(flat: Sequence[str]) -> dict[str, Any]:
     fields = dict(zip(flat[::2], flat[1::2], strict=True))
     alert: dict[str, Any] = json.loads(fields.pop("meta", "{}"))
     alert.update(fields)
+    alert.pop("close_published", None)
     for name in _INT_FIELDS:
         alert[name] = int(alert[name])
     alert.setdefault("closed_by", None)

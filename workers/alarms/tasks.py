@@ -74,9 +74,13 @@ def build(self: Task, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     applied = store.apply(events)
     store.count(a.outcome for a in applied)
     clusters = {e["record_id"]: e["cluster"] for e in events}
-    return [
-        _change(a.change, a.alert, clusters[a.record_id]) for a in applied if a.alert is not None
-    ]
+    changes = []
+    for a in applied:
+        if a.unpublished_close is not None:
+            changes.append(_change("closed", a.unpublished_close, clusters[a.record_id]))
+        if a.alert is not None:
+            changes.append(_change(a.change, a.alert, clusters[a.record_id]))
+    return changes
 
 
 @shared_task(name="workers.alarms.publish", bind=True, **RETRY)
@@ -84,7 +88,8 @@ def publish(self: Task, changes: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Send alert changes to the output topic, keyed by fingerprint (one alert's changes stay
     in order), and wait until the broker confirmed all of them."""
     store = store_for(self.app)
-    fresh = store.unpublished(changes)
+    unique = list({c["change_id"]: c for c in changes}.values())  # a record twice in a batch
+    fresh = store.unpublished(unique)
     send_changes(self.app, fresh)
     if fresh:
         store.mark_published(fresh)
@@ -100,11 +105,12 @@ def sweep(self: Task) -> dict[str, Any]:
     cutoff = now_ms - int(settings.alarms.quiet_seconds * 1000)
     store = store_for(self.app)
     closed = store.close_quiet(cutoff)
-    changes = [_change("closed", alert, alert.get("cluster")) for alert in closed]
+    changes = store.unpublished([_change("closed", a, a.get("cluster")) for a in closed])
     send_changes(self.app, changes)
     if changes:
         store.mark_published(changes)
         store.count([], {"closed": len(changes), "published": len(changes)})
+    store.forget_closed(closed, cutoff)  # only now: a failed send is retried by the next sweep
     return {"closed": len(changes)}
 
 
