@@ -174,6 +174,20 @@ INVALID: list[tuple[Any, str]] = [
 ]
 
 
+def fail_once(monkeypatch: pytest.MonkeyPatch, method: str) -> None:
+    """Make ``AlertStore.<method>`` raise RecoverableError on its first call only."""
+    real = getattr(AlertStore, method)
+    calls = {"n": 0}
+
+    def failing(self: AlertStore, *args: Any, **kwargs: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RecoverableError("redis briefly unavailable")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(AlertStore, method, failing)
+
+
 def test_parse_dead_letters_every_invalid_event_with_its_reason(stages: Stages) -> None:
     # Arrange: two good events around the bad ones, and one from too far in the future
     now = time.time()
@@ -469,16 +483,7 @@ def test_a_build_retried_after_a_failure_past_apply_still_returns_its_changes(
     # Arrange
     t = math.floor(time.time()) - 100
     events = stages.run("parse", [message(stages, 0, good("a", t))])
-    real_count = AlertStore.count
-    calls = {"n": 0}
-
-    def count_once_failing(self: AlertStore, *args: Any, **kwargs: Any) -> None:
-        calls["n"] += 1
-        if calls["n"] == 1:
-            raise RecoverableError("redis briefly unavailable")
-        real_count(self, *args, **kwargs)
-
-    monkeypatch.setattr(AlertStore, "count", count_once_failing)
+    fail_once(monkeypatch, "count")
     with pytest.raises(RecoverableError):
         stages.run("build", events)
 
@@ -581,16 +586,7 @@ def test_a_sweep_retried_after_a_failure_past_the_send_publishes_nothing_again(
         "publish", stages.run("build", stages.run("parse", [message(stages, 0, good("q", t))]))
     )
     quiet_id = alert_id(fp_of("h1"), f"test/{stages.topic}/0/0")
-    real_forget = AlertStore.forget_closed
-    calls = {"n": 0}
-
-    def forget_once_failing(self: AlertStore, *args: Any, **kwargs: Any) -> None:
-        calls["n"] += 1
-        if calls["n"] == 1:
-            raise RecoverableError("redis briefly unavailable")
-        real_forget(self, *args, **kwargs)
-
-    monkeypatch.setattr(AlertStore, "forget_closed", forget_once_failing)
+    fail_once(monkeypatch, "forget_closed")
     with pytest.raises(RecoverableError):
         stages.run("sweep")
 

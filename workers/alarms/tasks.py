@@ -21,16 +21,11 @@ from workers.alarms.stage import dead_letter
 from workers.alarms.state import AlertStore
 from workers.connections import connections_for
 from workers.exceptions import RecoverableError
+from workers.tasks import RETRY as TASK_RETRY
 
 logger = logging.getLogger(__name__)
 
-RETRY: dict[str, Any] = {
-    "autoretry_for": (RecoverableError,),
-    "retry_backoff": 2,
-    "retry_backoff_max": 60,
-    "retry_jitter": True,
-    "max_retries": 8,
-}
+RETRY: dict[str, Any] = {**TASK_RETRY, "max_retries": 8}
 
 
 def store_for(app: Any) -> AlertStore:
