@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import arrow
 from kafka import TopicPartition
+from kafka.errors import OffsetOutOfRangeError
 
 from workers.config import StartPolicy
 from workers.consumer import Consumer
@@ -94,6 +95,25 @@ def target_offsets(
         return {p: int(text) for p in partitions}
     when = parse_time(text[1:] if text.startswith("@") else text, now)
     return offsets_at(consumer, topic, partitions, when)
+
+
+def seek(consumer: Consumer, topic: str, offsets: Mapping[int, int]) -> None:
+    """Read ``topic``'s partitions from ``offsets``: assign them when the consumer's assignment
+    differs (another user of this thread's consumer may have changed it), and seek only where
+    its position is not the offset, so records it already fetched are kept."""
+    tps = _tps(topic, sorted(offsets))
+    fresh = set(tps) != set(consumer.assignment())
+    if fresh:
+        consumer.assign(tps)
+    for tp in tps:
+        if fresh or consumer.position(tp) != offsets[tp.partition]:
+            consumer.seek(tp, offsets[tp.partition])
+
+
+def out_of_range(exc: OffsetOutOfRangeError) -> dict[TopicPartition, int]:
+    """The partitions (and fetch positions) the broker reported outside the log."""
+    found = exc.args[0] if exc.args else None
+    return dict(found) if isinstance(found, dict) else {}
 
 
 @dataclass(frozen=True, slots=True)

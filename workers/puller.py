@@ -13,7 +13,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from kafka import TopicPartition
 from kafka.errors import OffsetOutOfRangeError
 
 from workers.codecs import Message, decode
@@ -25,7 +24,7 @@ from workers.keys import Space
 from workers.leases import Lease, Leases
 from workers.offsets import Checkpoint, OffsetStore, Position
 from workers.pipeline import Dispatcher
-from workers.positions import Positioner
+from workers.positions import Positioner, out_of_range, seek
 
 logger = logging.getLogger(__name__)
 
@@ -144,8 +143,8 @@ class Puller:
         if not positions:
             summary.stopped_by = "no_partitions"
             return summary
-        self._seek(positions)
         offsets = {p: pos.offset for p, pos in positions.items() if pos.offset is not None}
+        seek(self.consumer, self.pipeline.topic, offsets)
         run = _Cycle(
             summary,
             {lease.partition: lease for lease in self.held if lease.partition in positions},
@@ -166,18 +165,6 @@ class Puller:
         held, self.held = self.held, []
         if held:
             self.leases.release(self.space, held, leave=leave)
-
-    def _seek(self, positions: dict[int, Position]) -> None:
-        tps = [TopicPartition(self.pipeline.topic, p) for p in sorted(positions)]
-        fresh = set(tps) != set(self.consumer.assignment())
-        if fresh:
-            self.consumer.assign(tps)
-        for tp in tps:
-            offset = positions[tp.partition].offset
-            assert offset is not None
-            # Keep what the consumer already fetched when it stands where we left off.
-            if fresh or self.consumer.position(tp) != offset:
-                self.consumer.seek(tp, offset)
 
     def _read(self, run: _Cycle, started: float) -> None:
         limits = self.pipeline
@@ -286,7 +273,7 @@ class Puller:
 
     def _out_of_range(self, run: _Cycle, exc: OffsetOutOfRangeError) -> None:
         self._flush(run)  # the stored offset is then the fetch position
-        positions = exc.args[0] if exc.args and isinstance(exc.args[0], dict) else {}
+        positions = out_of_range(exc)
         for tp in positions:
             p = tp.partition
             if p not in run.leases:

@@ -9,7 +9,6 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from kafka import TopicPartition
 from kafka.errors import KafkaError, KafkaTimeoutError, OffsetOutOfRangeError
 from kafka.future import Future
 
@@ -20,7 +19,7 @@ from workers.keys import Space
 from workers.leases import Lease, Leases, Owner, RedisLeases
 from workers.memory import MemoryLeases, MemoryOffsetStore, MemoryState
 from workers.offsets import Checkpoint, OffsetStore, Position, RedisOffsetStore
-from workers.positions import Positioner
+from workers.positions import Positioner, out_of_range, seek
 
 logger = logging.getLogger(__name__)
 
@@ -245,13 +244,7 @@ def read(
     held = {lease.partition: lease for lease in leases if lease.partition in positions}
     end = min(deadline, min(lease.deadline for lease in held.values()) - margin)
     base = {p: pos.offset for p, pos in positions.items() if pos.offset is not None}
-    tps = [TopicPartition(topic, p) for p in sorted(base)]
-    fresh = set(tps) != set(consumer.assignment())
-    if fresh:
-        consumer.assign(tps)
-    for tp in tps:
-        if fresh or consumer.position(tp) != base[tp.partition]:
-            consumer.seek(tp, base[tp.partition])
+    seek(consumer, topic, base)
     cursor = dict(base)
     out: list[Any] = []
     first = True
@@ -261,7 +254,7 @@ def read(
         try:
             polled = consumer.poll(timeout_ms=wait_ms, max_records=count - len(out))
         except OffsetOutOfRangeError as exc:
-            found = exc.args[0] if exc.args and isinstance(exc.args[0], dict) else {}
+            found = out_of_range(exc)
             if not found:
                 raise
             for tp in (tp for tp in found if tp.partition in held):
