@@ -10,7 +10,8 @@ from kafka.errors import IllegalStateError, KafkaTimeoutError, MessageSizeTooLar
 
 from workers.deadletter import DeadLetters, dead_letter_headers
 from workers.exceptions import RecoverableError
-from workers.memory_log import MemoryLog, MemoryProducer, MemoryRecord
+from workers.memory_log import MemoryLog, MemoryRecord
+from workers.memory_producer import MemoryProducer
 
 DLQ = "alarms.dlq"
 TS = 1_700_000_000_123

@@ -18,7 +18,8 @@ from workers.exceptions import RecoverableError
 from workers.keys import Space
 from workers.leases import Owner
 from workers.memory import MemoryLeases, MemoryOffsetStore, MemoryState
-from workers.memory_log import MemoryConsumer, MemoryLog, MemoryProducer
+from workers.memory_log import MemoryConsumer, MemoryLog
+from workers.memory_producer import MemoryProducer
 from workers.offsets import Mode, Position
 from workers.puller import Puller, TopicMissing
 
