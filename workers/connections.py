@@ -21,15 +21,13 @@ from celery import signals
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.errors import KafkaError
 
-from workers.config import Settings, mask_url, settings_for
+from workers.config import Settings, settings_for
 from workers.exceptions import RecoverableError
+from workers.outages import Outages, shown
 
 logger = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
-_MAX_BACKOFF = 60.0
-# A failure this long after the last one starts a new outage (logged again, backoff reset).
-_FORGET_AFTER = 300.0
 RETIRE_GRACE = 30.0
 _PER_THREAD = ("consumer", "admin")
 
@@ -51,20 +49,9 @@ class _Entry:
 
 
 @dataclass(slots=True)
-class _Failure:
-    since: float
-    last: float
-    retry_at: float
-    count: int = 0
-    reason: str = ""
-    recovered: bool = False
-
-
-@dataclass(slots=True)
 class _State:
     lock: threading.Lock = field(default_factory=threading.Lock)
     entries: dict[tuple[str, str, int], _Entry] = field(default_factory=dict)
-    failures: dict[tuple[str, str], _Failure] = field(default_factory=dict)
     # Shared clients replaced for age, closed only after RETIRE_GRACE: another thread may
     # still be sending on one.
     retired: list[tuple[str, Any, float]] = field(default_factory=list)
@@ -97,6 +84,7 @@ class Connections:
         self._clock = clock
         self._factories = factories or Factories()
         self._error_backoff = error_backoff
+        self._outages = Outages(clock, error_backoff)
         self._pid = os.getpid()
         self._state = _State()
         _LIVE.add(self)
@@ -156,7 +144,7 @@ class Connections:
             stale = [self._state.entries.pop(k).client for k in keys]
         if error is not None:
             # One immediate retry after a broken connection; backoff only if that fails too.
-            self._note_failure(kind, name, error, retry_now=True)
+            self._outages.failed(kind, name, error, retry_now=True)
         for client in stale:
             _close_quietly(kind, client)
 
@@ -178,6 +166,7 @@ class Connections:
         _ORPHANS.extend(client for _, client, _ in self._state.retired)
         # The parent's lock may have been held by another thread at fork time.
         self._state = _State()
+        self._outages = Outages(self._clock, self._error_backoff)
         self._pid = os.getpid()
 
     def __len__(self) -> int:
@@ -211,39 +200,22 @@ class Connections:
             expired = [r for r in self._state.retired if now - r[2] >= RETIRE_GRACE]
             if expired:
                 self._state.retired = [r for r in self._state.retired if r not in expired]
-            failure = self._state.failures.get((kind, name))
         for old_kind, old, _ in expired:
             _close_quietly(old_kind, old)
         if entry is not None:
             logger.debug("replacing %s for %s after %.0f s", kind, name, now - entry.created)
             if kind in _PER_THREAD:
                 _close_quietly(kind, entry.client)
-        if failure is not None and not failure.recovered and now < failure.retry_at:
-            raise RecoverableError(
-                f"{kind} for {_shown(name)} unavailable ({failure.reason}); "
-                f"next attempt in {failure.retry_at - now:.1f} s"
-            )
+        self._outages.check(kind, name)
         client = self._create(kind, name, options)
         with self._state.lock:
             raced = self._state.entries.get(key)
             if raced is None:
                 self._state.entries[key] = _Entry(client, now)
-            # Marked under the lock that _note_failure writes under; kept, not dropped, so a
-            # connection that breaks again soon continues the backoff.
-            recovered = failure if failure and not failure.recovered and raced is None else None
-            if recovered is not None:
-                recovered.recovered = True
         if raced is not None:  # another thread built one meanwhile: keep theirs, close ours
             _close_quietly(kind, client)
             return raced.client
-        if recovered is not None:
-            logger.info(
-                "%s for %s connected again after %d failures in %.1f s",
-                kind,
-                _shown(name),
-                recovered.count,
-                now - recovered.since,
-            )
+        self._outages.succeeded(kind, name)
         return client
 
     def _create(self, kind: str, name: str, options: Callable[[], dict[str, Any]]) -> Any:
@@ -251,34 +223,8 @@ class Connections:
         try:
             return factory(**options())
         except (KafkaError, OSError, redis.RedisError) as exc:
-            self._note_failure(kind, name, exc)
-            raise RecoverableError(f"cannot create {kind} for {_shown(name)}: {exc!r}") from exc
-
-    def _note_failure(
-        self, kind: str, name: str, error: BaseException, retry_now: bool = False
-    ) -> None:
-        now = self._clock()
-        with self._state.lock:
-            failure = self._state.failures.get((kind, name))
-            if failure is None or now - failure.last > _FORGET_AFTER:
-                failure = self._state.failures[(kind, name)] = _Failure(now, now, now)
-            failure.recovered = False
-            failure.last = now
-            failure.count += 1
-            failure.reason = type(error).__name__
-            # Exponential backoff: a dead broker is not hammered by every task in a loop.
-            first = failure.count == 1
-            delay = min(self._error_backoff * 2 ** (failure.count - 1), _MAX_BACKOFF)
-            if first and retry_now:
-                delay = 0.0
-            failure.retry_at = now + delay
-        # Logged once per outage; repeats go to debug so a dead broker cannot flood the log.
-        log = logger.warning if first else logger.debug
-        log("%s for %s failed: %r (next attempt in %.1f s)", kind, _shown(name), error, delay)
-
-
-def _shown(name: str) -> str:
-    return mask_url(name) if "://" in name else name
+            self._outages.failed(kind, name, exc)
+            raise RecoverableError(f"cannot create {kind} for {shown(name)}: {exc!r}") from exc
 
 
 def _close_quietly(kind: str, client: Any) -> None:
