@@ -21,8 +21,9 @@ from workers.keys import Space
 from workers.leases import Owner, RedisLeases
 from workers.offsets import RedisOffsetStore
 from workers.pipeline import CeleryDispatcher
-from workers.puller import Puller
+from workers.puller import Puller, Summary
 from workers.slots import Slots
+from workers.stats import add_cycle
 
 logger = logging.getLogger(__name__)
 
@@ -95,3 +96,10 @@ def pulling(
                 puller.release(leave=leave)
             except RecoverableError as exc:  # they expire by themselves
                 logger.warning("pipeline %s: leases not released: %s", pipeline.name, exc)
+
+
+def run_cycle(app: Any, puller: Puller) -> Summary:
+    """One pull cycle, added to the pipeline's counters (``workers.stats``) afterwards."""
+    summary = puller.cycle()
+    add_cycle(connections_for(app).redis(), puller.space, summary)
+    return summary

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-Kind = Literal["offsets", "generations", "lease", "epochs", "members", "skipped", "slot"]
+Kind = Literal["offsets", "generations", "lease", "epochs", "members", "skipped", "slot", "stats"]
 # Kinds with one key per partition (lease) or per consumer slot (slot).
 _NUMBERED = ("lease", "slot")
 

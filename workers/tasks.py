@@ -15,7 +15,7 @@ from celery import Task, shared_task
 
 from workers.config import settings_for
 from workers.connections import connections_for
-from workers.engine import pulling, slots_for
+from workers.engine import pulling, run_cycle, slots_for
 from workers.exceptions import ConfigError, RecoverableError
 from workers.shutdown import sigterm_stops, stop_requested
 
@@ -34,7 +34,7 @@ def pull(self: Task, pipeline: str) -> dict[str, Any]:
     """One bounded pull cycle of ``pipeline``; returns its summary. Overlapping runs are
     harmless: each reads only the partitions it could lease."""
     with pulling(self.app, pipeline, task=f"pull:{self.request.id}", stopping=stop_requested) as p:
-        summary = p.cycle()
+        summary = run_cycle(self.app, p)
     return summary.as_dict()
 
 
@@ -81,7 +81,7 @@ def consume(self: Task, pipeline: str, slot: int) -> dict[str, Any]:
                 if not slots.claim(slot, token):
                     ended_by = "slot_lost"
                     break
-                summary = puller.cycle()
+                summary = run_cycle(self.app, puller)
                 totals["cycles"] += 1
                 for name in ("records", "delivered", "dead_lettered", "batches"):
                     totals[name] += getattr(summary, name)

@@ -535,7 +535,7 @@ def test_sweep_closes_a_quiet_alert_and_publishes_the_close(
     assert alert["last_change"] == t * 1000  # closed as of its last event
     assert stages.store().get(fp_of("h1")) == alert
     assert (stages.store().get(fp_of("h2")) or {})["status"] == "ABNORMAL"
-    assert stages.store().stats() == {"opened": 2, "published": 3, "closed": 1}
+    assert stages.store().stats() == {"opened": 2, "published": 3, "quiet_closed": 1}
 
 
 @pytest.mark.parametrize("how", ["raise", "future"])

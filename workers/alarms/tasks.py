@@ -104,7 +104,7 @@ def sweep(self: Task) -> dict[str, Any]:
     send_changes(self.app, changes)
     if changes:
         store.mark_published(changes)
-        store.count([], {"closed": len(changes), "published": len(changes)})
+        store.count([], {"quiet_closed": len(changes), "published": len(changes)})
     store.forget_closed(closed, cutoff)  # only now: a failed send is retried by the next sweep
     return {"closed": len(changes)}
 
