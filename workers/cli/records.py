@@ -1,0 +1,172 @@
+"""``workers produce`` and ``workers dlq show|replay``."""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import re
+import sys
+from collections.abc import Iterator
+from typing import IO, Any
+
+import arrow
+import click
+
+from workers.cli.base import State, command_group, main, pass_state
+from workers.ops.dlq import Letter, read_letters, replay, replay_positions
+from workers.ops.fmt import table
+from workers.ops.produce import default_cluster, produce_lines
+
+SHOW_INVALID = 10
+
+
+@main.command()
+@click.argument("topic")
+@click.option("--cluster", help="Cluster name (default: the pipeline's that reads TOPIC).")
+@click.option("--file", "path", default="-", show_default=True,
+              help="JSON lines, one record each; - reads stdin.")  # fmt: skip
+@click.option(
+    "--key",
+    "key_field",
+    metavar="FIELD",
+    help="Use this field of each JSON object as the record key (dots for nesting).",
+)
+@click.option(
+    "--raw", is_flag=True, help="Send lines that are not JSON too (to test dead letters)."
+)
+@pass_state
+def produce(state: State, topic: str, cluster: str | None, path: str, key_field: str | None,
+            raw: bool) -> None:  # fmt: skip
+    """Send records from a JSON-lines file (or stdin) to TOPIC, each confirmed by the broker.
+    Lines that are not JSON are reported with their line number and not sent."""
+    ops = state.ops()
+    cluster = cluster or default_cluster(ops.settings, topic)
+    ops.settings.cluster(cluster)
+    with _opened(path) as (stream, size):
+        if size and sys.stderr.isatty():
+            with click.progressbar(length=size, label=f"{cluster}/{topic}", file=sys.stderr,
+                                   show_eta=True) as bar:  # fmt: skip
+                result = produce_lines(ops, topic, cluster, stream, key_field, raw, bar.update)
+        else:
+            result = produce_lines(ops, topic, cluster, stream, key_field, raw)
+    click.echo(f"sent {result.sent:,} record(s) to {cluster}/{topic}")
+    if result.without_key:
+        click.echo(f"{result.without_key:,} record(s) had no {key_field!r} and were sent "
+                   "without a key", err=True)  # fmt: skip
+    for number, reason in result.invalid[:SHOW_INVALID]:
+        click.echo(f"line {number}: {reason}", err=True)
+    if len(result.invalid) > SHOW_INVALID:
+        click.echo(f"... and {len(result.invalid) - SHOW_INVALID} more invalid lines", err=True)
+    if result.failed:
+        click.echo(f"{result.failed:,} send(s) failed: {result.first_failure}", err=True)
+    if not result.ok:
+        raise SystemExit(1)
+
+
+class _Opened:
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.file: IO[bytes] | None = None
+
+    def __enter__(self) -> tuple[Iterator[bytes], int | None]:
+        if self.path == "-":
+            return iter(sys.stdin.buffer), None
+        try:
+            self.file = open(self.path, "rb")  # noqa: SIM115 - closed in __exit__
+        except OSError as exc:
+            raise click.BadParameter(str(exc), param_hint="--file") from None
+        return iter(self.file), os.fstat(self.file.fileno()).st_size
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.file is not None:
+            self.file.close()
+
+
+_opened = _Opened
+
+dlq = command_group("dlq", "Dead letters: records a pipeline refused, with the reason.")
+
+
+@dlq.command("show")
+@click.argument("pipeline")
+@click.option("--limit", type=click.IntRange(1), default=20, show_default=True,
+              help="Show the last N letters (counts cover all).")  # fmt: skip
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@pass_state
+def dlq_show(state: State, pipeline: str, limit: int, as_json: bool) -> None:
+    """Count the dead letters of PIPELINE by reason and show the last ones; letters already
+    replayed are marked."""
+    ops = state.ops()
+    config = ops.pipeline(pipeline)
+    letters = read_letters(ops, config)
+    done = replay_positions(ops, config)
+    replayed = [x.offset < done.get(x.partition, 0) for x in letters]
+    if as_json:
+        rows = [x.as_dict(r) for x, r in zip(letters, replayed, strict=True)][-limit:]
+        click.echo(
+            json.dumps(
+                {
+                    "topic": config.dead_letter_topic,
+                    "total": len(letters),
+                    "pending": replayed.count(False),
+                    "letters": rows,
+                },
+                indent=2,
+            )
+        )
+        return
+    click.echo(f"{config.cluster}/{config.dead_letter_topic}: {len(letters):,} dead letter(s), "
+               f"{replayed.count(False):,} not replayed")  # fmt: skip
+    if not letters:
+        return
+    reasons = collections.Counter(_reason_kind(x.reason) for x in letters)
+    click.echo(table(["count", "reason"], [[n, r] for r, n in reasons.most_common()]))
+    click.echo(f"\nlast {min(limit, len(letters))}:")
+    shown = [_row(x, r) for x, r in zip(letters, replayed, strict=True)][-limit:]
+    click.echo(table(["letter", "time (UTC)", "source", "reason", "value", "replayed"], shown))
+
+
+def _reason_kind(reason: str) -> str:
+    """Reasons grouped: numbers and quoted values vary per record."""
+    text = re.sub(r"'[^']*'|\"[^\"]*\"", "'…'", reason)
+    return re.sub(r"\d+", "N", text)[:90]
+
+
+def _row(x: Letter, replayed: bool) -> list[Any]:
+    when = arrow.get(x.timestamp / 1000).format("YYYY-MM-DD HH:mm:ss") if x.timestamp >= 0 else "-"
+    if x.dropped is not None:
+        value = f"(dropped: {x.dropped:,} bytes)"
+    else:
+        text = (x.value or b"").decode("utf-8", "replace")
+        value = text if len(text) <= 60 else text[:57] + "..."
+    return [f"{x.partition}/{x.offset}", when, x.source, x.reason[:70], value, replayed]
+
+
+@dlq.command("replay")
+@click.argument("pipeline")
+@click.option("--limit", type=click.IntRange(1), help="Replay at most N letters.")
+@click.option("--dry-run", is_flag=True, help="Show what would be replayed.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@pass_state
+def dlq_replay(state: State, pipeline: str, limit: int | None, dry_run: bool, yes: bool) -> None:
+    """Send the letters not yet replayed back to PIPELINE's topic (original key, value and
+    headers, plus workers.replayed_from) after fixing their cause. A letter that fails again
+    comes back as a new dead letter."""
+    ops = state.ops()
+    config = ops.pipeline(pipeline)
+    preview = replay(ops, config, limit, dry_run=True)
+    n = len(preview.letters)
+    click.echo(f"{n:,} letter(s) to replay to {config.cluster}/{config.topic}")
+    if preview.unreplayable:
+        click.echo(
+            f"{len(preview.unreplayable):,} letter(s) cannot be replayed: their value "
+            "was too large to keep (the source offset is in each letter)",
+            err=True,
+        )
+    if dry_run or not (n or preview.unreplayable):
+        return
+    if not yes:
+        click.confirm(f"Replay {n:,} letter(s)?", abort=True)
+    done = replay(ops, config, limit, dry_run=False)
+    click.echo(f"replayed {len(done.letters):,} letter(s); skipped {len(done.unreplayable):,}")

@@ -1,0 +1,154 @@
+"""Where each partition of a pipeline stands: stored offset, log edges, lag, oldest unread
+record, lease holder; and the one-line view per pipeline of ``workers lag``."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from workers import stats
+from workers.config import PipelineConfig
+from workers.leases import Holder
+from workers.ops.context import Ops
+from workers.positions import edges, seek
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionStatus:
+    """One partition. ``lag`` counts records from the stored offset (or the log start, when
+    retention removed it) to the log end; None when nothing is stored yet. ``oldest_ms`` is
+    the timestamp of the first unread record, when the broker gave it."""
+
+    partition: int
+    stored: int | None
+    log_start: int
+    log_end: int
+    lag: int | None
+    oldest_ms: int | None
+    holder: Holder | None
+    skipped: int
+
+    def as_dict(self, now_ms: int) -> dict[str, Any]:
+        h = self.holder
+        return {
+            "partition": self.partition,
+            "stored": self.stored,
+            "log_start": self.log_start,
+            "log_end": self.log_end,
+            "lag": self.lag,
+            "oldest_unread_ms": self.oldest_ms,
+            "oldest_unread_age_seconds": _age(self.oldest_ms, now_ms),
+            "skipped_out_of_range": self.skipped,
+            "holder": None if h is None else {
+                "host": h.host, "pid": h.pid, "task": h.task, "epoch": h.epoch,
+                "expires_in_seconds": round(h.expires_in, 1),
+            },
+        }  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineStatus:
+    pipeline: PipelineConfig
+    partitions: list[PartitionStatus]
+    counters: dict[str, int] = field(default_factory=dict)
+    now_ms: int = 0
+
+    @property
+    def lag(self) -> int:
+        return sum(p.lag or 0 for p in self.partitions)
+
+    @property
+    def read(self) -> int:
+        """Next offsets stored, summed: records read since offset 0 (for rates)."""
+        return sum(p.stored or 0 for p in self.partitions)
+
+    @property
+    def oldest_age(self) -> float | None:
+        ages = [_age(p.oldest_ms, self.now_ms) for p in self.partitions]
+        known = [a for a in ages if a is not None]
+        return max(known) if known else None
+
+    @property
+    def held(self) -> int:
+        return sum(1 for p in self.partitions if p.holder is not None)
+
+    @property
+    def started(self) -> bool:
+        return any(p.stored is not None for p in self.partitions)
+
+    def as_dict(self) -> dict[str, Any]:
+        p = self.pipeline
+        return {
+            "pipeline": p.name, "cluster": p.cluster, "topic": p.topic, "group": p.group,
+            "mode": p.mode, "lag": self.lag, "oldest_unread_age_seconds": self.oldest_age,
+            "partitions_held": self.held, "counters": self.counters,
+            "partitions": [s.as_dict(self.now_ms) for s in self.partitions],
+        }  # fmt: skip
+
+
+def pipeline_status(ops: Ops, name: str, ages: bool = True) -> PipelineStatus:
+    """The status of every partition of pipeline ``name``; ``ages`` reads one record per
+    lagging partition for its timestamp."""
+    pipeline = ops.pipeline(name)
+    space = ops.space(pipeline)
+    parts = ops.partitions(pipeline.cluster, pipeline.topic)
+    consumer = ops.connections.consumer(pipeline.cluster)
+    bounds = edges(consumer, pipeline.topic, parts)
+    positions = ops.store().read(space, parts)
+    holders = ops.leases(pipeline).holders(space, parts)
+    skipped = ops.store().skipped(space)
+    unread: dict[int, int] = {}
+    lags: dict[int, int | None] = {}
+    for p in parts:
+        start, end = bounds[p]
+        stored = positions[p].offset
+        if stored is None:
+            lags[p] = None
+            continue
+        at = max(stored, start)
+        lags[p] = max(0, end - at)
+        if lags[p]:
+            unread[p] = at
+    oldest = first_timestamps(consumer, pipeline.topic, unread) if ages and unread else {}
+    rows = [
+        PartitionStatus(p, positions[p].offset, *bounds[p], lags[p], oldest.get(p),
+                        holders.get(p), skipped.get(p, 0))
+        for p in parts
+    ]  # fmt: skip
+    counters = stats.read(ops.redis(), space)
+    return PipelineStatus(pipeline, rows, counters, int(time.time() * 1000))
+
+
+def first_timestamps(
+    consumer: Any, topic: str, offsets: dict[int, int], timeout: float = 3.0
+) -> dict[int, int]:
+    """The timestamp of the record at each offset (or the first after it), read with a short
+    poll; partitions that gave nothing in ``timeout`` are absent."""
+    seek(consumer, topic, offsets)
+    found: dict[int, int] = {}
+    deadline = time.monotonic() + timeout
+    while len(found) < len(offsets) and time.monotonic() < deadline:
+        batch = consumer.poll(timeout_ms=200, max_records=500)
+        for tp, records in batch.items():
+            if tp.partition not in found and records and records[0].timestamp >= 0:
+                found[tp.partition] = records[0].timestamp
+                consumer.pause(tp)
+    consumer.resume(*consumer.paused())
+    return found
+
+
+def statuses(ops: Ops, names: Sequence[str] | None = None, ages: bool = True) -> list[Any]:
+    """``PipelineStatus`` per pipeline, or the ``Exception`` that stopped reading it."""
+    out: list[Any] = []
+    for name in names or sorted(ops.settings.pipelines):
+        try:
+            out.append(pipeline_status(ops, name, ages))
+        except Exception as exc:  # noqa: BLE001 - one broken pipeline must not hide the rest
+            out.append(exc)
+    return out
+
+
+def _age(ms: int | None, now_ms: int) -> float | None:
+    return None if ms is None else round(max(0, now_ms - ms) / 1000, 1)
