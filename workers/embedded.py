@@ -11,6 +11,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
@@ -52,7 +53,9 @@ class _Service:
         self.proc: subprocess.Popen[bytes] | None = None
         self._log = tempfile.TemporaryFile()
 
-    def _spawn(self, argv: Sequence[str], env: Mapping[str, str] | None = None) -> None:
+    def _spawn(
+        self, argv: Sequence[str], env: Mapping[str, str] | None = None, wait: bool = True
+    ) -> None:
         self.proc = subprocess.Popen(
             list(argv),
             stdout=self._log,
@@ -61,6 +64,8 @@ class _Service:
             env={**os.environ, **(env or {})},
             start_new_session=True,  # Ctrl-C in a terminal reaches us, not the service directly
         )
+        if not wait:
+            return
         try:
             wait_for_port(self.port, self.proc, 20.0, self.name)
         except ServiceUnavailable as exc:
@@ -82,6 +87,14 @@ class _Service:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout)
+        try:  # anything it started in its session (a pool's children) goes with it
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    @property
+    def pid(self) -> int | None:
+        return None if self.proc is None else self.proc.pid
 
     @property
     def running(self) -> bool:
@@ -159,3 +172,30 @@ class TansuBroker(_Service):
     def stop(self, sig: int = signal.SIGKILL, timeout: float = 10.0) -> None:
         # SIGTERM takes seconds with clients connected; memory storage has nothing to flush.
         super().stop(sig, timeout)
+
+
+class CeleryCommand(_Service):
+    """``celery -A APP <args>`` (a worker or beat) in its own session; ``stop`` sends SIGTERM
+    (a warm shutdown) and kills the whole session after ``timeout``."""
+
+    def __init__(self, name: str, args: Sequence[str], env: Mapping[str, str],
+                 app: str = "workers.app") -> None:  # fmt: skip
+        super().__init__(port=0)
+        self.name = name
+        self.argv = [sys.executable, "-m", "celery", "-A", app, *args]
+        self.env = dict(env)
+
+    def start(self) -> CeleryCommand:
+        self._spawn(self.argv, self.env, wait=False)
+        return self
+
+    def wait_for_output(self, text: str, timeout: float) -> None:
+        """Block until ``text`` appears in the output; ``ServiceUnavailable`` if it exits."""
+        deadline = time.monotonic() + timeout
+        while text not in self.output():
+            if not self.running:
+                raise ServiceUnavailable(f"{self.name} exited: {self.output()[-3000:]}")
+            if time.monotonic() > deadline:
+                raise ServiceUnavailable(f"{self.name} not ready in {timeout} s: "
+                                         f"{self.output()[-3000:]}")  # fmt: skip
+            time.sleep(0.1)

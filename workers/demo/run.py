@@ -1,0 +1,198 @@
+"""The demo run: services up, a worker and beat, events at a steady rate, live progress, a
+reconciled summary, and everything it started stopped again (also on Ctrl-C or SIGTERM)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from types import FrameType
+from typing import Any, TextIO
+
+from celery import Celery
+from kafka import KafkaProducer
+from kafka.errors import KafkaError
+
+from workers.demo import CONSUME_QUEUE, QUEUE, TOPIC, events
+from workers.demo.progress import Screen, Snapshot, line, snapshot
+from workers.demo.summary import summarize
+from workers.embedded import CeleryCommand, RedisServer, ServiceUnavailable, TansuBroker
+from workers.ops.context import Ops
+from workers.ops.topics import create_topics
+
+SETTLE_TIMEOUT = 120.0
+
+
+class Demo:
+    def __init__(self, duration: float, rate: float, seed: int | None, out: TextIO) -> None:
+        self.duration = duration
+        self.rate = rate
+        self.stream = events.EventStream(seed)
+        self.out = out
+        self.screen = Screen(out, out.isatty())
+        self.logs = Path(tempfile.mkdtemp(prefix="workers-demo-"))
+        self.services: list[Any] = []
+        self.made: Counter[str] = Counter()
+        self.ops: Ops | None = None
+
+    # -- services ---------------------------------------------------------------------------
+
+    def start(self) -> Ops:
+        say = self.screen.say
+        redis_server = self._up(RedisServer())
+        broker = self._up(TansuBroker())
+        say(f"redis-server    127.0.0.1:{redis_server.port}  pid {redis_server.pid}")
+        say(f"Kafka broker    {broker.bootstrap}  pid {broker.pid} (Tansu, in memory)")
+        env = {"WORKERS_CELERY_CONFIG": "workers.demo.config",
+               "WORKERS_DEMO_REDIS": f"redis://127.0.0.1:{redis_server.port}",
+               "WORKERS_DEMO_KAFKA": broker.bootstrap}  # fmt: skip
+        os.environ.update(env)
+        self.env = env
+        app = Celery("workers-demo")
+        app.config_from_object("workers.demo.config")
+        self.ops = Ops.for_app(app)
+        for created in create_topics(self.ops, partitions=3, replication_factor=1):
+            say(f"topic           {created.topic}  {created.status}")
+        worker = self._up(CeleryCommand("celery worker", [
+            "worker", "-n", "demo@%h", "-Q", f"{QUEUE},{CONSUME_QUEUE}",
+            "-c", "3", "--pool", "prefork", "--without-gossip", "--without-mingle",
+            "--without-heartbeat", "-l", "INFO", "-f", str(self.logs / "worker.log"),
+        ], env))  # fmt: skip
+        beat = self._up(CeleryCommand("celery beat", [
+            "beat", "-s", str(self.logs / "beat-schedule"), "--max-interval", "1", "-l", "INFO",
+            "-f", str(self.logs / "beat.log"),
+        ], env))  # fmt: skip
+        say(f"celery worker   pid {worker.pid} (3 processes; long-lived consumer + alarm stages)")
+        say(f"celery beat     pid {beat.pid}; logs in {self.logs}")
+        self._wait_ready(worker)
+        return self.ops
+
+    def _up(self, service: Any) -> Any:
+        self.services.append(service)
+        return service.start()
+
+    def _wait_ready(self, worker: CeleryCommand) -> None:
+        log = self.logs / "worker.log"
+        deadline = time.monotonic() + 60
+        while not (log.exists() and "ready." in log.read_text(errors="replace")):
+            if not worker.running or time.monotonic() > deadline:
+                raise ServiceUnavailable(f"the celery worker did not start; see {log}:\n"
+                                         + _tail(log) + worker.output()[-2000:])  # fmt: skip
+            time.sleep(0.2)
+
+    def stop(self) -> None:
+        if self.ops is not None:
+            self.ops.close()
+        for service in reversed(self.services):  # beat, worker, then the broker and Redis
+            service.stop(timeout=20)
+
+    # -- the run ----------------------------------------------------------------------------
+
+    def produce(self, ops: Ops) -> None:
+        producer = KafkaProducer(bootstrap_servers=self.env["WORKERS_DEMO_KAFKA"], acks="all",
+                                 linger_ms=5)  # fmt: skip
+        sent: list[tuple[Any, str]] = []
+        started = time.monotonic()
+        snap_at = 0.0
+        try:
+            while (elapsed := time.monotonic() - started) < self.duration:
+                due = min(int(elapsed * self.rate) - len(sent), int(self.rate))
+                for _ in range(due):
+                    value, key, kind = self.stream.next()
+                    sent.append((producer.send(TOPIC, value=value, key=key), kind))
+                if elapsed - snap_at >= 1.0:
+                    snap_at = elapsed
+                    self.screen.status(line(elapsed, self.duration, len(sent), snapshot(ops)),
+                                       elapsed)  # fmt: skip
+                time.sleep(0.02)
+            producer.flush(timeout=60)
+        finally:
+            producer.close(timeout=10)
+        for future, kind in sent:
+            try:
+                future.get(timeout=30)
+            except KafkaError as exc:
+                self.screen.say(f"a send failed and is not counted as produced: {exc}")
+            else:
+                self.made[kind] += 1
+
+    def settle(self, ops: Ops) -> Snapshot:
+        """Wait until every record went through parse and build and the output is quiet."""
+        produced = sum(self.made.values())
+        started = time.monotonic()
+        beat = self.services[-1]
+        stable_since, last_published = time.monotonic(), -1
+        while True:
+            now = time.monotonic()
+            snap = snapshot(ops)
+            self.screen.status("draining: " + line(now - started, self.duration, produced, snap),
+                               now)  # fmt: skip
+            if snap.settled(produced) and beat.running:
+                beat.stop(timeout=10)  # no more sweeps: the snapshot below is final
+            published = snap.alarms.get("published", 0)
+            if published != last_published:
+                stable_since, last_published = now, published
+            if snap.settled(produced) and not beat.running and now - stable_since >= 3:
+                self.screen.say(line(now - started, self.duration, produced, snap))
+                return snap
+            if now - started > SETTLE_TIMEOUT:
+                self.screen.say(f"not settled after {SETTLE_TIMEOUT:.0f} s; see {self.logs}")
+                return snap
+            time.sleep(0.5)
+
+
+def run_demo(duration: float, rate: float, keep: bool, seed: int | None,
+             out: TextIO | None = None) -> int:  # fmt: skip
+    """Run the demo; returns the exit code (0: the summary reconciles)."""
+    out = out or sys.stdout
+    demo = Demo(duration, rate, seed, out)
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    code = 1
+    try:
+        ops = demo.start()
+        demo.screen.say(f"producing about {rate:g} alarm events/s for {duration:g} s "
+                        "(Ctrl-C stops everything)")  # fmt: skip
+        demo.produce(ops)
+        snap = demo.settle(ops)
+        summary = summarize(ops, demo.made, snap)
+        for text in summary.lines():
+            demo.screen.say(text)
+        code = 0 if summary.ok else 1
+    except KeyboardInterrupt:
+        demo.screen.say("interrupted: stopping everything the demo started")
+        keep, code = False, 130
+    except ServiceUnavailable as exc:
+        demo.screen.say(f"cannot run the demo: {exc}")
+        keep, code = False, 2
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if keep:
+            _print_keep(demo)
+        else:
+            demo.stop()
+    return code
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def _print_keep(demo: Demo) -> None:
+    pids = " ".join(str(s.pid) for s in demo.services if s.running)
+    env = " ".join(f"{k}={v}" for k, v in demo.env.items())
+    for text in (
+        "services left running (--keep); stop them with:", f"  kill {pids}",
+        "point the workers command at them:", f"  export {env}",
+        "  workers offsets show alarms", "  workers lag --watch", "  workers dlq show alarms",
+    ):  # fmt: skip
+        demo.screen.say(text)
+
+
+def _tail(path: Path, lines: int = 40) -> str:
+    if not path.exists():
+        return ""
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) + "\n"
