@@ -1190,3 +1190,28 @@ def test_regression_object_options_reach_the_clients_as_configured(
     # Assert
     assert alert.producer_options()[key] is value
     assert alert.consumer_options()[key] is value
+
+
+@pytest.mark.parametrize("var", ["WORKERS_REDIS_URLL", "WORKERS_SUPERVISE_INTREVAL", "WORKERS_X"])
+def test_an_unknown_top_level_workers_variable_is_refused_by_name(var: str) -> None:
+    # Act
+    error = load_error(base_conf(), {var: "redis://:secret@elsewhere:6379/1"})
+
+    # Assert
+    assert var in str(error)
+    assert "known top-level setting" in str(error)
+    assert "secret" not in str(error)
+
+
+@pytest.mark.parametrize(
+    "var", ["WORKERS_CELERY_CONFIG", "WORKERS_APP", "WORKERS_TEST_KAFKA", "WORKERS_DEMO_REDIS",
+            "WORKERS_BENCH_KAFKA"],
+)  # fmt: skip
+def test_workers_variables_of_the_command_demo_tests_and_benchmarks_are_not_settings(
+    var: str,
+) -> None:
+    # Act
+    settings = load_settings(base_conf(), {var: "anything"})
+
+    # Assert
+    assert settings == load_settings(base_conf(), {})

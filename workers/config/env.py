@@ -43,6 +43,16 @@ PIPELINE_ENV_KEYS = {name.upper(): ((name,), f) for name, f in PIPELINE.items()}
 TOP_ENV_KEYS = {name.upper(): name for name, f in TOP.items() if f.kind not in ("dict",)}
 
 
+# WORKERS_* variables that are not settings: read by the command, the demo, tests, benchmarks.
+FOREIGN_NAMES = frozenset({"WORKERS_CELERY_CONFIG", "WORKERS_APP"})
+FOREIGN_PREFIXES = ("WORKERS_TEST_", "WORKERS_DEMO_", "WORKERS_BENCH_")
+FOREIGN_HELP = ", ".join([*sorted(FOREIGN_NAMES), *(p + "*" for p in FOREIGN_PREFIXES)])
+
+
+def _foreign(var: str) -> bool:
+    return var in FOREIGN_NAMES or var.startswith(FOREIGN_PREFIXES)
+
+
 def env_name(name: str) -> str:
     """The upper-case form of a cluster or pipeline name inside a variable name."""
     return name.upper().replace("-", "_")
@@ -137,8 +147,12 @@ def apply_env(
             raw[name] = from_env(var, TOP[name], text)
             sources[name] = var
             continue
+        elif var.startswith("WORKERS_") and not _foreign(var):
+            # A misspelt name would otherwise be ignored and its default used in silence.
+            raise fail(var, MASK, "a known top-level setting (see the configuration "
+                       f"reference); names the package reads otherwise: {FOREIGN_HELP}")  # fmt: skip
         else:
-            continue  # WORKERS_TEST_* and friends belong to other tools
+            continue
         name = _find(target_map, part)
         entry = dict(target_map.get(name) or {})
         _put(entry, path, from_env(var, field, text))
