@@ -84,7 +84,10 @@ class Group(click.Group):
     "--timeout", type=click.FloatRange(0.5, 300), default=10.0, show_default=True,
     help="Seconds to wait for an unreachable Kafka cluster before giving up.",
 )  # fmt: skip
-@click.option("-v", "--verbose", count=True, help="Log warnings (-v) or everything (-vv).")
+@click.option(
+    "-v", "--verbose", count=True,
+    help="Log warnings (-v) or debug output (-vv; kafka-python's stays at INFO).",
+)  # fmt: skip
 @click.pass_context
 def main(
     ctx: click.Context, app_path: str, config: str | None, timeout: float, verbose: int
@@ -98,6 +101,8 @@ def main(
     # unless asked for.
     level = {0: logging.CRITICAL, 1: logging.WARNING}.get(verbose, logging.DEBUG)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    # kafka-python logs its whole configuration, passwords included, at DEBUG: never below INFO.
+    logging.getLogger("kafka").setLevel(max(level, logging.INFO))
     ctx.obj = State(app_path, config, timeout)
     if ctx.invoked_subcommand is None:
         click.echo(ctx.get_help())

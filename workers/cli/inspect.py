@@ -10,6 +10,7 @@ import click
 
 from workers.cli.base import State, command_group, main, pass_state
 from workers.ops.check import run_checks
+from workers.ops.context import Ops
 from workers.ops.fmt import age
 from workers.ops.status import PipelineStatus, statuses
 from workers.ops.topics import create_topics
@@ -71,28 +72,36 @@ def lag(state: State, pipelines: tuple[str, ...], watch: bool, interval: float,
     partitions held, and (with --watch) the read rate."""
     ops = state.ops()
     before: dict[str, tuple[float, int]] = {}
-    failed = False
-    while True:
-        rows = statuses(ops, list(pipelines) or None)
-        lines = []
-        for row in rows:
-            if isinstance(row, Exception):
-                failed = True
-                lines.append(f"error: {row}")
-                continue
-            lines.append(json.dumps(row.as_dict()) if as_json else _lag_line(row, before))
-        if watch and not as_json:
-            click.clear()
-            click.echo(time.strftime("%H:%M:%S") + f"  every {interval:g}s, Ctrl-C to stop")
-        click.echo("\n".join(lines))
-        if not watch:
-            break
-        try:
+    try:
+        while True:
+            failed = _lag_once(ops, pipelines, before, watch, interval, as_json)
+            if not watch:
+                break
             time.sleep(interval)
-        except KeyboardInterrupt:
-            break
-    if failed and not watch:
+    except KeyboardInterrupt:
+        if not watch:
+            raise
+        return  # Ctrl-C is how --watch ends
+    if failed:
         raise SystemExit(1)
+
+
+def _lag_once(ops: Ops, pipelines: tuple[str, ...], before: dict[str, tuple[float, int]],
+              watch: bool, interval: float, as_json: bool) -> bool:  # fmt: skip
+    """One refresh; True when a pipeline could not be read."""
+    lines = []
+    failed = False
+    for row in statuses(ops, list(pipelines) or None):
+        if isinstance(row, Exception):
+            failed = True
+            lines.append(f"error: {row}")
+        else:
+            lines.append(json.dumps(row.as_dict()) if as_json else _lag_line(row, before))
+    if watch and not as_json:
+        click.clear()
+        click.echo(time.strftime("%H:%M:%S") + f"  every {interval:g}s, Ctrl-C to stop")
+    click.echo("\n".join(lines))
+    return failed
 
 
 def _lag_line(row: PipelineStatus, before: dict[str, tuple[float, int]]) -> str:
@@ -108,7 +117,7 @@ def _lag_line(row: PipelineStatus, before: dict[str, tuple[float, int]]) -> str:
     if not row.started:
         return f"{p.name}  {p.cluster}/{p.topic}  not started (starts at {p.start})"
     parts: list[Any] = [
-        p.name, f"{p.cluster}/{p.topic}", f"lag {row.lag:,}", f"oldest {age(row.oldest_age)}",
+        p.name, f"{p.cluster}/{p.topic}", f"lag {row.lag or 0:,}", f"oldest {age(row.oldest_age)}",
         f"held {row.held}/{len(row.partitions)}", f"last pull {last}",
     ]  # fmt: skip
     return "  ".join(parts) + rate

@@ -9,7 +9,7 @@ import click
 from workers.cli.base import State, command_group, pass_state
 from workers.ops.fmt import age, table
 from workers.ops.status import PipelineStatus, statuses
-from workers.positions import ResetRow, reset_offsets
+from workers.positions import ResetRow, edges, reset_offsets
 
 offsets = command_group("offsets", "Stored read positions per partition: show and reset.")
 
@@ -39,7 +39,7 @@ def _render(row: PipelineStatus | Exception) -> str:
         return f"error: {row}"
     p = row.pipeline
     head = (f"pipeline {p.name}: {p.cluster}/{p.topic}, group {p.group}, {p.mode}; "
-            f"lag {row.lag:,}, oldest unread {age(row.oldest_age)}")  # fmt: skip
+            f"lag {_n(row.lag)}, oldest unread {age(row.oldest_age)}")  # fmt: skip
     lines = []
     for s in row.partitions:
         h = s.holder
@@ -47,7 +47,7 @@ def _render(row: PipelineStatus | Exception) -> str:
         expires = f"{h.expires_in:.0f}s" if h else None
         oldest = age((row.now_ms - s.oldest_ms) / 1000) if s.oldest_ms is not None else None
         lines.append([s.partition, s.stored, s.log_start, s.log_end, s.lag, oldest, holder,
-                      expires, s.skipped or None])  # fmt: skip
+                      expires, s.skipped])  # fmt: skip
     headers = ["partition", "stored", "log start", "log end", "lag", "oldest", "holder",
                "expires", "skipped"]  # fmt: skip
     note = "" if row.started else f"\nnothing stored yet: the first pull starts at {p.start}"
@@ -74,9 +74,12 @@ def reset(state: State, pipeline: str, target: str, partitions: tuple[int, ...],
     consumer = ops.connections.consumer(config.cluster)
     chosen = list(partitions) or None
     known = ops.partitions(config.cluster, config.topic)
-    if chosen and set(chosen) - set(known):
+    unknown = sorted(set(chosen or ()) - set(known))
+    if unknown:
         raise click.BadParameter(
-            f"{config.topic!r} has partitions {known}", param_hint="--partition"
+            f"no partition {', '.join(map(str, unknown))} in {config.topic!r} "
+            f"(it has {', '.join(map(str, known))})",
+            param_hint="--partition",
         )
     try:
         preview = reset_offsets(ops.store(), consumer, space, target, chosen, dry_run=True)
@@ -84,6 +87,14 @@ def reset(state: State, pipeline: str, target: str, partitions: tuple[int, ...],
         raise click.BadParameter(str(exc), param_hint="--to") from None
     click.echo(f"pipeline {pipeline}: {config.cluster}/{config.topic}, group {config.group}")
     click.echo(_rows(preview))
+    bounds = edges(consumer, config.topic, [r.partition for r in preview])
+    outside = [r.partition for r in preview
+               if not bounds[r.partition][0] <= r.after <= bounds[r.partition][1]]  # fmt: skip
+    if outside:
+        where = ", ".join(f"{p}: {bounds[p][0]}..{bounds[p][1]}" for p in outside)
+        policy = config.out_of_range
+        click.echo(f"partitions {outside}: the new offset is outside the log ({where}); "
+                   f"the pipeline's out_of_range policy ({policy}) will move it")  # fmt: skip
     if dry_run:
         click.echo("dry run: nothing changed")
         return
@@ -98,6 +109,10 @@ def reset(state: State, pipeline: str, target: str, partitions: tuple[int, ...],
         click.echo("the targets moved while you confirmed (new records); stored:")
         click.echo(_rows(done))
     click.echo(f"reset {len(done)} partition(s)")
+
+
+def _n(value: int | None) -> str:
+    return "-" if value is None else f"{value:,}"
 
 
 def _rows(rows: list[ResetRow]) -> str:

@@ -41,8 +41,7 @@ def produce(state: State, topic: str, cluster: str | None, path: str, key_field:
     """Send records from a JSON-lines file (or stdin) to TOPIC, each confirmed by the broker.
     Lines that are not JSON are reported with their line number and not sent."""
     ops = state.ops()
-    cluster = cluster or default_cluster(ops.settings, topic)
-    ops.settings.cluster(cluster)
+    cluster = ops.cluster(cluster) if cluster else default_cluster(ops.settings, topic)
     with _opened(path) as (stream, size):
         if size and sys.stderr.isatty():
             with click.progressbar(length=size, label=f"{cluster}/{topic}", file=sys.stderr,

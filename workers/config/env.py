@@ -149,8 +149,9 @@ def apply_env(
             continue
         elif var.startswith("WORKERS_") and not _foreign(var):
             # A misspelt name would otherwise be ignored and its default used in silence.
-            raise fail(var, MASK, "a known top-level setting (see the configuration "
-                       f"reference); names the package reads otherwise: {FOREIGN_HELP}")  # fmt: skip
+            expected = ("a known top-level setting (see the configuration reference); "
+                        f"names the package reads otherwise: {FOREIGN_HELP}")  # fmt: skip
+            raise fail(var, MASK, expected)
         else:
             continue
         name = _find(target_map, part)

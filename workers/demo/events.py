@@ -130,8 +130,12 @@ class EventStream:
                                    "ABNORMAL")  # fmt: skip
             return value[: len(value) // 2], None, NOT_JSON  # a truncated write
         bad = rng.choice(("severity", "missing", "future"))
-        event: dict[str, object] = {"event_id": uuid.UUID(int=rng.getrandbits(128)).hex, "alert_name": "cpu.high",
-                                    "time": round(self.clock(), 3), "severity": 2}  # fmt: skip
+        event: dict[str, object] = {
+            "event_id": uuid.UUID(int=rng.getrandbits(128)).hex,
+            "alert_name": "cpu.high",
+            "time": round(self.clock(), 3),
+            "severity": 2,
+        }
         if bad == "severity":
             event["severity"] = 7
         elif bad == "missing":

@@ -4,6 +4,7 @@ reconciled summary, and everything it started stopped again (also on Ctrl-C or S
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -62,14 +63,18 @@ class Demo:
             "-c", "3", "--pool", "prefork", "--without-gossip", "--without-mingle",
             "--without-heartbeat", "-l", "INFO", "-f", str(self.logs / "worker.log"),
         ], env))  # fmt: skip
-        beat = self._up(CeleryCommand("celery beat", [
-            "beat", "-s", str(self.logs / "beat-schedule"), "--max-interval", "1", "-l", "INFO",
-            "-f", str(self.logs / "beat.log"),
-        ], env))  # fmt: skip
+        beat = self.start_beat()
         say(f"celery worker   pid {worker.pid} (3 processes; long-lived consumer + alarm stages)")
         say(f"celery beat     pid {beat.pid}; logs in {self.logs}")
         self._wait_ready(worker)
         return self.ops
+
+    def start_beat(self) -> CeleryCommand:
+        beat: CeleryCommand = self._up(CeleryCommand("celery beat", [
+            "beat", "-s", str(self.logs / "beat-schedule"), "--max-interval", "1", "-l", "INFO",
+            "-f", str(self.logs / "beat.log"),
+        ], self.env))  # fmt: skip
+        return beat
 
     def _up(self, service: Any) -> Any:
         self.services.append(service)
@@ -129,15 +134,16 @@ class Demo:
         while True:
             now = time.monotonic()
             snap = snapshot(ops)
-            self.screen.status("draining: " + line(now - started, self.duration, produced, snap),
-                               now)  # fmt: skip
+            text = line(self.duration, self.duration, produced, snap)
+            self.screen.status(f"draining ({now - started:.0f}s): {text}", now)
             if snap.settled(produced) and beat.running:
                 beat.stop(timeout=10)  # no more sweeps: the snapshot below is final
             published = snap.alarms.get("published", 0)
             if published != last_published:
                 stable_since, last_published = now, published
             if snap.settled(produced) and not beat.running and now - stable_since >= 3:
-                self.screen.say(line(now - started, self.duration, produced, snap))
+                self.screen.say(f"drained ({now - started:.0f}s):  "
+                                + line(self.duration, self.duration, produced, snap))  # fmt: skip
                 return snap
             if now - started > SETTLE_TIMEOUT:
                 self.screen.say(f"not settled after {SETTLE_TIMEOUT:.0f} s; see {self.logs}")
@@ -152,6 +158,7 @@ def run_demo(duration: float, rate: float, keep: bool, seed: int | None,
     demo = Demo(duration, rate, seed, out)
     previous = signal.signal(signal.SIGTERM, _interrupt)
     code = 1
+    finished = False  # only a demo that ran to its summary leaves services up for --keep
     try:
         ops = demo.start()
         demo.screen.say(f"producing about {rate:g} alarm events/s for {duration:g} s "
@@ -162,18 +169,26 @@ def run_demo(duration: float, rate: float, keep: bool, seed: int | None,
         for text in summary.lines():
             demo.screen.say(text)
         code = 0 if summary.ok else 1
+        finished = True
     except KeyboardInterrupt:
         demo.screen.say("interrupted: stopping everything the demo started")
-        keep, code = False, 130
+        code = 130
     except ServiceUnavailable as exc:
         demo.screen.say(f"cannot run the demo: {exc}")
-        keep, code = False, 2
+        code = 2
     finally:
         signal.signal(signal.SIGTERM, previous)
-        if keep:
+        if keep and finished:
+            if not demo.services[-1].running:  # beat was stopped for the final count
+                beat = demo.start_beat()
+                demo.screen.say(f"celery beat     pid {beat.pid} (started again for --keep)")
             _print_keep(demo)
         else:
             demo.stop()
+            if code == 0:
+                shutil.rmtree(demo.logs, ignore_errors=True)
+            else:
+                demo.screen.say(f"logs kept in {demo.logs}")
     return code
 
 

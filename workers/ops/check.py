@@ -41,7 +41,9 @@ def run_checks(app: Any, timeout: float = 10.0) -> list[Finding]:
         return [Finding("settings", "fail", str(exc), "settings wrong")]
     pipelines = ", ".join(sorted(settings.pipelines)) or "none"
     findings = [
-        Finding("settings", "ok", f"{len(settings.clusters)} clusters; pipelines: {pipelines}")
+        Finding(
+            "settings", "ok", f"{_count(len(settings.clusters), 'cluster')}; pipelines: {pipelines}"
+        )
     ]
     ops = Ops.for_app(app, timeout)
     try:
@@ -73,7 +75,8 @@ def _redis(ops: Ops) -> Finding:
 
 def _broker(app: Any) -> Finding:
     conn = app.connection_for_write()
-    url = conn.as_uri()  # kombu masks the password
+    configured = app.conf.broker_url
+    url = mask_url(configured) if isinstance(configured, str) else conn.as_uri()
     try:
         conn.ensure_connection(max_retries=1, interval_start=0, timeout=5)
     except Exception as exc:  # noqa: BLE001 - kombu raises transport-specific errors
@@ -133,6 +136,10 @@ def _pipelines(ops: Ops) -> list[Finding]:
     return out
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def _reason(exc: BaseException) -> str:
     """The innermost cause's message, on one line."""
     while exc.__cause__ is not None:
@@ -153,5 +160,8 @@ def _kafka_reason(exc: BaseException) -> tuple[str, str]:
     if "SSL" in name or "ssl" in text.lower() or "certificate" in text.lower():
         return f"TLS failed: {text}", "authentication"
     if "bootstrap" in text.lower() or isinstance(root, OSError):
-        return f"cannot reach any bootstrap server: {text}", "cluster down"
+        return (
+            f"cannot reach any bootstrap server: {text} (network, listeners, or a SASL/TLS "
+            "handshake failing: `workers -v check` shows the client's errors)"
+        ), "cluster down"
     return f"{name}: {text}", "cluster down"

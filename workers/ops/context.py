@@ -59,6 +59,13 @@ class Ops:
         except KeyError as exc:
             raise OpsError(exc.args[0]) from None
 
+    def cluster(self, name: str) -> str:
+        """``name`` if it is a configured cluster, else ``OpsError`` naming the known ones."""
+        try:
+            return self.settings.cluster(name).name
+        except KeyError as exc:
+            raise OpsError(exc.args[0]) from None
+
     def space(self, pipeline: PipelineConfig) -> Space:
         return space_for(self.settings, pipeline)
 

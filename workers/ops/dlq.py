@@ -70,11 +70,10 @@ def read_records(
     consumer = ops.connections.consumer(cluster)
     bounds = edges(consumer, topic, parts)
     begin = {p: max(bounds[p][0], (start or {}).get(p, 0)) for p in parts}
-    todo = {p for p in parts if begin[p] < bounds[p][1]}
     out: list[Any] = []
-    if not todo:
-        return out
-    seek(consumer, topic, {p: begin[p] for p in sorted(todo)})
+    # Every partition is polled, also one that looks read to the end: a broker may report the
+    # first offset of the last batch + 1 as the end.
+    seek(consumer, topic, begin)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and (limit is None or len(out) < limit):
         batch = consumer.poll(timeout_ms=300, max_records=500)

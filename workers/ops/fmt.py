@@ -12,10 +12,7 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     widths = [len(h) for h in headers]
     for row in cells:
         widths = [max(w, len(c)) for w, c in zip(widths, row, strict=True)]
-    numeric = [
-        all(isinstance(row[i], int | float) or row[i] in (None, "-") for row in rows) and rows
-        for i in range(len(headers))
-    ]
+    numeric = [_numeric([row[i] for row in rows]) for i in range(len(headers))]
 
     def line(values: Sequence[str]) -> str:
         parts = [
@@ -24,6 +21,15 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
         return "  ".join(parts).rstrip()
 
     return "\n".join([line(list(headers)), *(line(row) for row in cells)])
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _numeric(column: Sequence[Any]) -> bool:
+    """Right-aligned: numbers, with None (shown as -) for unknown ones; not an empty column."""
+    return any(_number(v) for v in column) and all(_number(v) or v is None for v in column)
 
 
 def _cell(value: Any) -> str:

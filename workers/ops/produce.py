@@ -66,7 +66,8 @@ def produce_lines(
     raw: bool = False,
     progress: Callable[[int], None] = lambda n: None,
 ) -> Produced:
-    """Send each non-blank line as one record (the line's bytes, unchanged). Lines that are not
+    """Send each non-blank line as one record (its bytes without the line end and surrounding
+    whitespace). Lines that are not
     JSON are refused unless ``raw``. ``progress`` gets the byte count of each line read."""
     producer = ops.connections.producer(cluster)
     result = Produced()

@@ -56,8 +56,10 @@ class PipelineStatus:
     now_ms: int = 0
 
     @property
-    def lag(self) -> int:
-        return sum(p.lag or 0 for p in self.partitions)
+    def lag(self) -> int | None:
+        """Records not yet read in the partitions with a stored offset; None: none has one."""
+        known = [p.lag for p in self.partitions if p.lag is not None]
+        return sum(known) if known else None
 
     @property
     def read(self) -> int:

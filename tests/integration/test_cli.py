@@ -1,0 +1,249 @@
+"""The ``workers`` command against the real Redis and broker: check, topics create, lag.
+
+Commands run in-process through click's runner with ``--app <this module>:APP`` (the real
+app loading path), on a Celery app built per call from ``Cli.conf``; where logging or signals
+matter, the command runs in a subprocess on a config module (``--config``).
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from celery import Celery
+from kafka import KafkaAdminClient
+
+from tests.integration.cli_support import Cli, base_conf, pipeline, send_each
+from tests.integration.conftest import TopicFactory
+from workers.embedded import free_port
+from workers.keys import Space
+from workers.leases import Owner, RedisLeases
+
+pytestmark = pytest.mark.integration
+
+APP: Celery | None = None  # the app of the current call; --app points here
+
+
+@pytest.fixture
+def cli(monkeypatch: pytest.MonkeyPatch, kafka_bootstrap: str, redis_url: str,
+        key_prefix: str) -> Cli:  # fmt: skip
+    return Cli(monkeypatch, __name__, base_conf(kafka_bootstrap, redis_url, key_prefix))
+
+
+@pytest.fixture
+def names(admin: KafkaAdminClient) -> Iterator[list[str]]:
+    """Topic names for the command to create; deleted afterwards."""
+    made: list[str] = []
+    yield made
+    try:
+        admin.delete_topics([t for t in made if t in set(admin.list_topics())])
+    except Exception:  # noqa: BLE001 - cleanup of a shared broker is best effort
+        pass
+
+
+# -- check and topics create ---------------------------------------------------------------------
+
+
+def test_check_flags_each_missing_topic_until_topics_create_makes_them_once(
+    cli: Cli, names: list[str], admin: KafkaAdminClient
+) -> None:
+    topic = f"cli-{uuid.uuid4().hex[:10]}"
+    names += [topic, f"{topic}.dlq", cli.conf["workers_alarm_output_topic"]]
+    tasks = ["workers.alarms.parse", "workers.alarms.build", "workers.alarms.publish"]
+    cli.conf["workers_pipelines"] = {"alarms": pipeline(topic, tasks=tasks)}
+
+    missing = cli("check")
+    dry = cli("topics", "create", "--dry-run")
+    existing_after_dry = set(admin.list_topics())
+    created = cli("topics", "create", "--partitions", "2")
+    again = cli("topics", "create")
+    checked = cli("check")
+    as_json = cli("check", "--json")
+
+    problems = [line for line in missing.stderr.splitlines() if line.startswith("- ")]
+    assert missing.exit_code == 1 and len(problems) == 3
+    for name, problem in zip(names, problems, strict=True):
+        assert problem.startswith(f"- topic test/{name}: missing (")
+        assert "create it with `workers topics create`" in problem
+    assert dry.stdout.splitlines() == [f"would create  test/{t}" for t in names]
+    assert not set(names) & existing_after_dry
+    assert created.stdout.splitlines() == [
+        f"created       test/{t}  2 partitions, replication factor 1" for t in names
+    ]
+    assert again.stdout.splitlines() == [f"exists        test/{t}" for t in names]
+    assert [x.exit_code for x in (dry, created, again, checked, as_json)] == [0] * 5
+    assert all(line.startswith("ok  ") for line in checked.stdout.splitlines())
+    assert len(checked.stdout.splitlines()) == 4 + 3  # settings, redis, broker, cluster; topics
+    assert json.loads(as_json.stdout)["ok"] is True
+
+
+def test_topics_create_leaves_out_the_alarm_output_topic_without_publish(
+    cli: Cli, names: list[str]
+) -> None:
+    topic = f"cli-{uuid.uuid4().hex[:10]}"
+    names += [topic, f"{topic}.dlq"]
+    cli.conf["workers_pipelines"] = {"p": pipeline(topic)}
+
+    result = cli("topics", "create")
+
+    assert [line.split()[1] for line in result.stdout.splitlines()] == [f"test/{t}" for t in names]
+
+
+def test_check_reports_an_unreachable_cluster(cli: Cli) -> None:
+    cli.conf["workers_kafka_clusters"] = {
+        "test": {"bootstrap_servers": [f"127.0.0.1:{free_port()}"]}
+    }
+    cli.conf["workers_pipelines"] = {"p": pipeline("some-topic")}
+
+    result = cli("--timeout", "1", "check")
+
+    assert result.exit_code == 1
+    assert "cannot reach" in result.stderr
+    assert "FAIL  cluster test 127.0.0.1:" in result.stdout
+    assert "WARN  topic test/some-topic" in result.stdout  # not checked, not failed
+
+
+def test_check_reports_an_unreachable_redis(cli: Cli) -> None:
+    cli.conf["workers_redis_url"] = f"redis://127.0.0.1:{free_port()}/0"
+
+    result = cli("check")
+
+    assert result.exit_code == 1
+    assert "- redis redis://127.0.0.1:" in result.stderr and "unreachable" in result.stderr
+
+
+def test_a_bad_setting_from_the_environment_names_its_variable(
+    cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cli.conf["workers_pipelines"] = {"alarms": pipeline("t")}
+    monkeypatch.setenv("WORKERS_PIPELINE_ALARMS_BATCH_SIZE", "abc")
+
+    checked = cli("check")
+    shown = cli("offsets", "show")
+
+    assert checked.exit_code == 1 and shown.exit_code == 1
+    assert checked.stdout.startswith(
+        "FAIL  settings  WORKERS_PIPELINE_ALARMS_BATCH_SIZE: got 'abc'"
+    )
+    assert "WORKERS_PIPELINE_ALARMS_BATCH_SIZE" in checked.stderr
+    assert shown.stderr.startswith("Error: WORKERS_PIPELINE_ALARMS_BATCH_SIZE")
+
+
+SECRET = "s3cr3t-Kq7vZ"
+SASL = {"SECURITY_PROTOCOL": "SASL_PLAINTEXT", "SASL_MECHANISM": "PLAIN",
+        "SASL_PLAIN_USERNAME": "operator"}  # fmt: skip
+
+
+@pytest.mark.parametrize("sasl", [True, False], ids=["sasl", "password-only"])
+@pytest.mark.parametrize(("flags", "json_flag"), [
+    ((), ()), ((), ("--json",)), (("-v",), ()), (("-vv",), ()),
+], ids=["plain", "json", "v", "vv"])  # fmt: skip
+def test_check_never_shows_a_secret(
+    cli: Cli, tmp_path: Path, new_topic: TopicFactory, flags: tuple[str, ...],
+    json_flag: tuple[str, ...], sasl: bool,
+) -> None:  # fmt: skip
+    topic = new_topic(1)
+    new_topic(1, name=f"{topic}.dlq")
+    cli.conf["workers_pipelines"] = {"p": pipeline(topic)}
+    cli.conf["workers_redis_url"] = cli.conf["workers_redis_url"].replace("//", f"//:{SECRET}1@")
+    cli.conf["broker_url"] = cli.conf["broker_url"].replace("//", f"//:{SECRET}2@")
+    env = {f"WORKERS_KAFKA_TEST_{k}": v for k, v in (SASL if sasl else {}).items()}
+    env["WORKERS_KAFKA_TEST_SASL_PLAIN_PASSWORD"] = SECRET + "3"
+
+    proc = cli.subprocess(tmp_path, "--timeout", "1", *flags, "check", *json_flag, env=env)
+    out, err = proc.communicate(timeout=120)
+
+    assert SECRET not in out + err
+    assert "***" in out  # the masked Redis URL (and the password option when it connects)
+    assert proc.returncode == (1 if sasl else 0), out + err  # Tansu has no SASL
+
+
+# -- lag -----------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def two_started(cli: Cli, new_topic: TopicFactory, kafka_bootstrap: str) -> dict[str, str]:
+    """Pipelines a and b with offsets stored at 0 and records waiting: a 3+1, b 2."""
+    topics = {"a": new_topic(2), "b": new_topic(1)}
+    cli.conf["workers_pipelines"] = {n: pipeline(t) for n, t in topics.items()}
+    send_each(kafka_bootstrap, topics["a"], {0: 3, 1: 1})
+    send_each(kafka_bootstrap, topics["b"], {0: 2})
+    for name in topics:
+        assert cli("offsets", "reset", name, "--to", "earliest", "--yes").exit_code == 0
+    return topics
+
+
+def test_lag_shows_one_line_per_pipeline_with_lag_and_held_partitions(
+    cli: Cli, two_started: dict[str, str], redis_client: Any, key_prefix: str
+) -> None:
+    leases = RedisLeases(redis_client, Owner("host-x", 4242, "workers.pull"), ttl=30)
+    leases.acquire(Space(key_prefix, "test", "workers", two_started["a"]), [1])
+
+    text = cli("lag")
+    rows = [json.loads(line) for line in cli("lag", "--json").stdout.splitlines()]
+
+    a, b = text.stdout.splitlines()
+    assert a.startswith(f"a  test/{two_started['a']}  lag 4  oldest ") and "  held 1/2  " in a
+    assert b.startswith(f"b  test/{two_started['b']}  lag 2  oldest ") and "  held 0/1  " in b
+    assert [(r["pipeline"], r["lag"], r["partitions_held"]) for r in rows] == [
+        ("a", 4, 1),
+        ("b", 2, 0),
+    ]
+    assert text.exit_code == 0
+
+
+def test_lag_shows_an_error_line_for_a_pipeline_without_its_topic(
+    cli: Cli, two_started: dict[str, str]
+) -> None:
+    cli.conf["workers_pipelines"]["c"] = pipeline(f"missing-{uuid.uuid4().hex[:8]}")
+
+    result = cli("lag")
+
+    lines = result.stdout.splitlines()
+    assert result.exit_code == 1
+    assert [line.split()[0] for line in lines] == ["a", "b", "error:"]
+    assert "does not exist on cluster 'test'" in lines[2]
+
+
+def test_lag_watch_refreshes_until_ctrl_c_then_exits_0(
+    cli: Cli, two_started: dict[str, str], tmp_path: Path
+) -> None:
+    proc = cli.subprocess(tmp_path, "lag", "--watch", "--interval", "3")
+    assert proc.stdout is not None
+    refreshes = 0
+    try:
+        for line in proc.stdout:
+            refreshes += "Ctrl-C to stop" in line
+            if refreshes == 2 and line.startswith("b  "):
+                time.sleep(1)  # well inside the 3 s pause after a refresh (see the xfail below)
+                proc.send_signal(signal.SIGINT)
+                break
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert refreshes == 2
+    assert proc.returncode == 0, err
+
+
+def test_lag_watch_exits_0_on_ctrl_c_during_a_refresh(cli: Cli, tmp_path: Path) -> None:
+    cli.conf["workers_kafka_clusters"] = {
+        "test": {"bootstrap_servers": [f"127.0.0.1:{free_port()}"]}
+    }
+    cli.conf["workers_pipelines"] = {"p": pipeline("t")}
+    proc = cli.subprocess(tmp_path, "-v", "--timeout", "60", "lag", "--watch")
+    assert proc.stderr is not None
+    try:
+        for line in proc.stderr:  # bootstrapping (for up to 60 s): inside the refresh
+            if "bootstrap" in line.lower():
+                proc.send_signal(signal.SIGINT)
+                break
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err

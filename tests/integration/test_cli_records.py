@@ -1,0 +1,291 @@
+"""``workers produce`` and ``workers dlq show|replay`` against the real Redis and broker.
+
+Dead letters are made by real pull cycles (``workers.engine.pulling``) over records that are
+not JSON objects: one bad record per cycle, so each dead letter is its own batch on the
+dead-letter topic (the test broker reports a partition's end at its last batch's start).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from celery import Celery
+from kafka import KafkaConsumer, KafkaProducer
+
+from tests.integration.cli_support import Cli, base_conf, pipeline
+from tests.integration.conftest import TopicFactory
+from workers.connections import connections_for
+from workers.embedded import free_port
+from workers.engine import pulling, run_cycle
+
+pytestmark = pytest.mark.integration
+
+APP: Celery | None = None  # the app of the current call; --app points here
+
+
+@pytest.fixture
+def cli(monkeypatch: pytest.MonkeyPatch, kafka_bootstrap: str, redis_url: str,
+        key_prefix: str) -> Iterator[Cli]:  # fmt: skip
+    conf = base_conf(kafka_bootstrap, redis_url, key_prefix)
+    yield Cli(monkeypatch, __name__, conf)
+    broker = redis.Redis.from_url(conf["broker_url"])  # the pulls' chains, queued to nobody
+    for key in broker.scan_iter(match=f"*{key_prefix}*"):
+        broker.delete(key)
+    broker.close()
+
+
+def read_all(kafka: str, topic: str, expect: int, quiet: float = 1.0) -> list[Any]:
+    """Every record of ``topic``: at least ``expect``, then until a poll of ``quiet`` s is empty."""
+    consumer = KafkaConsumer(topic, bootstrap_servers=kafka, auto_offset_reset="earliest")
+    records: list[Any] = []
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        polled = consumer.poll(timeout_ms=int(quiet * 1000))
+        records += [r for batch in polled.values() for r in batch]
+        if not polled and len(records) >= expect:
+            break
+    consumer.close()
+    return sorted(records, key=lambda r: (r.partition, r.offset))
+
+
+# -- produce -------------------------------------------------------------------------------------
+
+LINES = [
+    '{"alert":{"host":"web-1"},"n":1}',
+    '{"alert": {"host": "web-2"},  "n": 2, "text": "ü €"}',
+    '{"alert":{"host":7},"n":3}',
+    '{"n":4}',
+]
+
+
+def test_produce_sends_each_line_unchanged_keyed_by_a_dotted_field(
+    cli: Cli, new_topic: TopicFactory, kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    topic = new_topic(3)
+    source = tmp_path / "records.jsonl"
+    source.write_text("\n".join(LINES) + "\n", encoding="utf-8")
+
+    result = cli("produce", topic, "--file", str(source), "--key", "alert.host")
+
+    got = {(r.key, r.value) for r in read_all(kafka_bootstrap, topic, 4)}
+    assert result.exit_code == 0 and result.stdout == f"sent 4 record(s) to test/{topic}\n"
+    assert "1 record(s) had no 'alert.host' and were sent without a key" in result.stderr
+    assert got == {
+        (k, line.encode()) for k, line in zip([b"web-1", b"web-2", b"7", None], LINES, strict=True)
+    }
+
+
+def test_produce_reports_non_json_lines_by_number_and_sends_them_only_with_raw(
+    cli: Cli, new_topic: TopicFactory, kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    topic = new_topic(1)
+    source = tmp_path / "mixed.jsonl"
+    source.write_text('{"a":1}\nnot json\n\n{broken\n{"a":2}\n')
+
+    refused = cli("produce", topic, "--file", str(source))
+    after_refused = [r.value for r in read_all(kafka_bootstrap, topic, 2)]
+    raw = cli("produce", topic, "--file", str(source), "--raw")
+
+    assert refused.exit_code == 1 and refused.stdout == f"sent 2 record(s) to test/{topic}\n"
+    assert [line.split(":")[0] for line in refused.stderr.splitlines()] == ["line 2", "line 4"]
+    assert "line 2: not JSON: " in refused.stderr
+    assert after_refused == [b'{"a":1}', b'{"a":2}']
+    assert raw.exit_code == 0 and raw.stdout == f"sent 4 record(s) to test/{topic}\n"
+    assert [r.value for r in read_all(kafka_bootstrap, topic, 6)][2:] == [
+        b'{"a":1}', b"not json", b"{broken", b'{"a":2}',
+    ]  # fmt: skip
+
+
+def test_produce_reads_stdin(cli: Cli, new_topic: TopicFactory, kafka_bootstrap: str) -> None:
+    topic = new_topic(1)
+
+    implicit = cli("produce", topic, input='{"via":"default"}\n')
+    explicit = cli("produce", topic, "--file", "-", input='{"via":"dash"}\n')
+
+    assert (implicit.exit_code, explicit.exit_code) == (0, 0)
+    assert [r.value for r in read_all(kafka_bootstrap, topic, 2)] == [
+        b'{"via":"default"}', b'{"via":"dash"}',
+    ]  # fmt: skip
+
+
+def test_produce_takes_the_cluster_of_the_pipeline_reading_the_topic(
+    cli: Cli, new_topic: TopicFactory, kafka_bootstrap: str
+) -> None:
+    topic, other = new_topic(1), new_topic(1)
+    down = {"bootstrap_servers": [f"127.0.0.1:{free_port()}"]}
+    cli.conf["workers_kafka_clusters"] = {
+        "down": down,
+        "live": {"bootstrap_servers": [kafka_bootstrap]},
+    }
+    cli.conf["workers_pipelines"] = {"p": {**pipeline(topic), "cluster": "live"}}
+
+    by_pipeline = cli("--timeout", "1", "produce", topic, input="{}\n")
+    ambiguous = cli("--timeout", "1", "produce", other, input="{}\n")
+    chosen = cli("--timeout", "1", "produce", other, "--cluster", "live", input="{}\n")
+
+    assert (
+        by_pipeline.exit_code == 0 and by_pipeline.stdout == f"sent 1 record(s) to live/{topic}\n"
+    )
+    assert ambiguous.exit_code == 1
+    assert ambiguous.stderr == (f"Error: cannot tell which cluster topic {other!r} is on; "
+                                "pass --cluster (one of ['down', 'live'])\n")  # fmt: skip
+    assert chosen.exit_code == 0 and len(read_all(kafka_bootstrap, other, 1)) == 1
+
+
+def test_produce_to_an_unknown_cluster_fails_in_one_line(cli: Cli) -> None:
+    result = cli("produce", "t", "--cluster", "nope", input="{}\n")
+
+    assert result.exit_code == 1
+    assert result.stderr == "Error: unknown Kafka cluster 'nope'; known: ['test']\n"
+
+
+# -- dlq -----------------------------------------------------------------------------------------
+
+BAD = [  # (key, value, headers): refused by the json codec, one per pull
+    (b"k-1", b"oops", [("trace", b"t-1")]),
+    (b"k-2", b"[1, 2]", []),
+    (None, b"nope nope", []),
+]
+
+
+@pytest.fixture
+def dead(cli: Cli, new_topic: TopicFactory, kafka_bootstrap: str) -> dict[str, Any]:
+    """Pipeline ``p`` whose pulls dead-lettered the ``BAD`` records, one pull each."""
+    topic = new_topic(2)
+    new_topic(2, name=f"{topic}.dlq")
+    cli.conf["workers_pipelines"] = {
+        "p": pipeline(topic, start="earliest", queue=f"q-{cli.conf['workers_redis_key_prefix']}")
+    }
+    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap, linger_ms=0)
+    app = Celery("pull", set_as_current=False)
+    app.conf.update(cli.conf)
+    sources = []
+    try:
+        for i, (key, value, headers) in enumerate(BAD):
+            producer.send(topic, value=b'{"good": %d}' % i, key=key).get(timeout=30)
+            meta = producer.send(topic, value=value, key=key, headers=headers).get(timeout=30)
+            sources.append(f"test/{topic}/{meta.partition}/{meta.offset}")
+            with pulling(app, "p") as puller:
+                assert run_cycle(app, puller).dead_lettered == 1
+    finally:
+        producer.close()
+        connections_for(app).close()
+    return {"topic": topic, "sources": sources}
+
+
+def letters(cli: Cli) -> dict[str, Any]:
+    return json.loads(cli("dlq", "show", "p", "--json").stdout)
+
+
+def test_dlq_show_counts_letters_by_reason_and_lists_their_sources(
+    cli: Cli, dead: dict[str, Any]
+) -> None:
+    result = cli("dlq", "show", "p")
+    data = letters(cli)
+
+    out = result.stdout.splitlines()
+    assert out[0] == f"test/{dead['topic']}.dlq: 3 dead letter(s), 3 not replayed"
+    assert out[1:4] == [
+        "count  reason",
+        "    2  value is not valid JSON (Expecting value at char N)",
+        "    1  value is a JSON array; expected a JSON object",
+    ]
+    assert out[5] == "last 3:"
+    assert sorted(x["source"] for x in data["letters"]) == sorted(dead["sources"])
+    assert all(source in result.stdout for source in dead["sources"])
+    assert (data["total"], data["pending"]) == (3, 3)
+    assert {(x["key"], x["value"]) for x in data["letters"]} == {
+        (k and k.decode(), v.decode()) for k, v, _ in BAD
+    }
+
+
+def test_dlq_replay_dry_run_or_no_sends_nothing(
+    cli: Cli, dead: dict[str, Any], kafka_bootstrap: str
+) -> None:
+    dry = cli("dlq", "replay", "p", "--dry-run")
+    declined = cli("dlq", "replay", "p", input="n\n")
+
+    assert dry.exit_code == 0 and dry.stdout == f"3 letter(s) to replay to test/{dead['topic']}\n"
+    assert declined.exit_code == 1 and "Replay 3 letter(s)? [y/N]" in declined.stdout
+    assert len(read_all(kafka_bootstrap, dead["topic"], 6)) == 6
+    assert letters(cli)["pending"] == 3
+
+
+def test_dlq_replay_sends_each_letter_back_once_with_its_key_value_and_origin(
+    cli: Cli, dead: dict[str, Any], kafka_bootstrap: str
+) -> None:
+    first = cli("dlq", "replay", "p", "--yes")
+    second = cli("dlq", "replay", "p", "--yes")
+
+    records = read_all(kafka_bootstrap, dead["topic"], 9)
+    replayed = [r for r in records if "workers.replayed_from" in dict(r.headers)]
+    shown = letters(cli)
+    origins = {f"{dead['topic']}.dlq/{x['partition']}/{x['offset']}" for x in shown["letters"]}
+    assert first.stdout.splitlines()[-1] == "replayed 3 letter(s); skipped 0"
+    assert second.stdout == f"0 letter(s) to replay to test/{dead['topic']}\n"
+    assert len(records) == 9 and len(replayed) == 3
+    assert sorted((r.key or b"", r.value) for r in replayed) == sorted(
+        (k or b"", v) for k, v, _ in BAD
+    )
+    headers = {r.key: dict(r.headers) for r in replayed}
+    assert {h["workers.replayed_from"].decode() for h in headers.values()} == origins
+    assert headers[b"k-1"]["trace"] == b"t-1"  # its own headers kept, the dead letter's not
+    assert [set(h) - {"trace"} for h in headers.values()] == [{"workers.replayed_from"}] * 3
+    assert shown["pending"] == 0 and all(x["replayed"] for x in shown["letters"])
+
+
+def test_dlq_replay_limit_replays_that_many_and_the_next_replay_the_rest(
+    cli: Cli, dead: dict[str, Any], kafka_bootstrap: str
+) -> None:
+    one = cli("dlq", "replay", "p", "--limit", "1", "--yes")
+    after_one = letters(cli)
+    marked = cli("dlq", "show", "p").stdout.splitlines()[-3:]
+    rest = cli("dlq", "replay", "p", "--yes")
+
+    assert one.stdout.splitlines() == [
+        f"1 letter(s) to replay to test/{dead['topic']}",
+        "replayed 1 letter(s); skipped 0",
+    ]
+    assert [x["replayed"] for x in after_one["letters"]].count(True) == 1
+    assert after_one["pending"] == 2
+    assert sorted(row.split()[-1] for row in marked) == ["no", "no", "yes"]
+    assert rest.stdout.splitlines()[-1] == "replayed 2 letter(s); skipped 0"
+    assert len(read_all(kafka_bootstrap, dead["topic"], 9)) == 9
+    assert letters(cli)["pending"] == 0
+
+
+def test_dlq_replay_after_a_limit_finds_the_rest_of_one_dead_letter_batch(
+    cli: Cli, new_topic: TopicFactory, kafka_bootstrap: str
+) -> None:
+    # One pull dead-letters three records at once: one batch on a one-partition dead-letter
+    # topic, whose end this broker reports as the batch's first offset + 1.
+    topic = new_topic(1)
+    new_topic(1, name=f"{topic}.dlq")
+    cli.conf["workers_pipelines"] = {
+        "p": pipeline(topic, start="earliest", queue=f"q-{cli.conf['workers_redis_key_prefix']}")
+    }
+    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap, linger_ms=50)
+    for _, value, _ in BAD:
+        producer.send(topic, value=value)
+    producer.flush()
+    producer.close()
+    app = Celery("pull", set_as_current=False)
+    app.conf.update(cli.conf)
+    try:
+        with pulling(app, "p") as puller:
+            assert run_cycle(app, puller).dead_lettered == 3
+    finally:
+        connections_for(app).close()
+
+    one = cli("dlq", "replay", "p", "--limit", "1", "--yes")
+    rest = cli("dlq", "replay", "p", "--yes")
+
+    assert one.stdout.splitlines()[-1] == "replayed 1 letter(s); skipped 0"
+    assert rest.stdout.splitlines()[-1] == "replayed 2 letter(s); skipped 0"
+    assert letters(cli)["pending"] == 0
