@@ -16,6 +16,8 @@ from kafka import KafkaProducer
 
 from workers.cli import main
 
+APP: Celery | None = None  # the app of the current call; --app points here
+
 
 def base_conf(kafka: str, redis_url: str, prefix: str) -> dict[str, Any]:
     return {
@@ -33,10 +35,13 @@ def pipeline(topic: str, **extra: Any) -> dict[str, Any]:
 
 
 class Cli:
-    """``workers --app <module>:APP ARGS`` in-process; a crash is raised, not an exit code."""
+    """``workers --app tests.integration.cli_support:APP ARGS`` in-process, on an app built
+    from ``conf`` for each call; a crash is raised, not an exit code."""
 
-    def __init__(self, monkeypatch: pytest.MonkeyPatch, module: str, conf: dict[str, Any]):
-        self.monkeypatch, self.module, self.conf = monkeypatch, module, conf
+    module = __name__
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, conf: dict[str, Any]):
+        self.monkeypatch, self.conf = monkeypatch, conf
 
     def __call__(self, *args: str, input: str | None = None) -> Result:
         app = Celery("cli-test", set_as_current=False)

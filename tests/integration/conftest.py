@@ -128,3 +128,18 @@ def settings_factory(
         return load_settings(conf, environ={})
 
     return make
+
+
+@pytest.fixture
+def cli(
+    monkeypatch: pytest.MonkeyPatch, kafka_bootstrap: str, redis_url: str, key_prefix: str
+) -> Iterator[Any]:
+    """The ``workers`` command on this test's services (see ``cli_support.Cli``)."""
+    from tests.integration.cli_support import Cli, base_conf
+
+    conf = base_conf(kafka_bootstrap, redis_url, key_prefix)
+    yield Cli(monkeypatch, conf)
+    broker = redis.Redis.from_url(conf["broker_url"])  # pulls' chains, queued to nobody
+    for key in broker.scan_iter(match=f"*{key_prefix}*"):
+        broker.delete(key)
+    broker.close()

@@ -1,8 +1,8 @@
 """The ``workers`` command against the real Redis and broker: check, topics create, lag.
 
-Commands run in-process through click's runner with ``--app <this module>:APP`` (the real
-app loading path), on a Celery app built per call from ``Cli.conf``; where logging or signals
-matter, the command runs in a subprocess on a config module (``--config``).
+Commands run in-process through click's runner (``cli`` fixture, ``cli_support.Cli``), which
+goes through the real ``--app`` loading path; where logging or signals matter, the command
+runs in a subprocess on a config module (``--config``).
 """
 
 from __future__ import annotations
@@ -16,24 +16,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from celery import Celery
 from kafka import KafkaAdminClient
 
-from tests.integration.cli_support import Cli, base_conf, pipeline, send_each
+from tests.integration.cli_support import Cli, pipeline, send_each
 from tests.integration.conftest import TopicFactory
 from workers.embedded import free_port
 from workers.keys import Space
 from workers.leases import Owner, RedisLeases
 
 pytestmark = pytest.mark.integration
-
-APP: Celery | None = None  # the app of the current call; --app points here
-
-
-@pytest.fixture
-def cli(monkeypatch: pytest.MonkeyPatch, kafka_bootstrap: str, redis_url: str,
-        key_prefix: str) -> Cli:  # fmt: skip
-    return Cli(monkeypatch, __name__, base_conf(kafka_bootstrap, redis_url, key_prefix))
 
 
 @pytest.fixture

@@ -10,25 +10,15 @@ from typing import Any
 
 import arrow
 import pytest
-from celery import Celery
 from kafka import KafkaConsumer, TopicPartition
 
-from tests.integration.cli_support import Cli, base_conf, pipeline, send_each
+from tests.integration.cli_support import Cli, pipeline, send_each
 from tests.integration.conftest import TopicFactory
 from workers.keys import Space
 from workers.leases import Owner, RedisLeases
 from workers.offsets import Checkpoint, RedisOffsetStore
 
 pytestmark = pytest.mark.integration
-
-APP: Celery | None = None  # the app of the current call; --app points here
-
-
-@pytest.fixture
-def cli(monkeypatch: pytest.MonkeyPatch, kafka_bootstrap: str, redis_url: str,
-        key_prefix: str) -> Cli:  # fmt: skip
-    return Cli(monkeypatch, __name__, base_conf(kafka_bootstrap, redis_url, key_prefix))
-
 
 # -- offsets show and reset ----------------------------------------------------------------------
 

@@ -9,35 +9,20 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 from celery import Celery
 from kafka import KafkaConsumer, KafkaProducer
 
-from tests.integration.cli_support import Cli, base_conf, pipeline
+from tests.integration.cli_support import Cli, pipeline
 from tests.integration.conftest import TopicFactory
 from workers.connections import connections_for
 from workers.embedded import free_port
 from workers.engine import pulling, run_cycle
 
 pytestmark = pytest.mark.integration
-
-APP: Celery | None = None  # the app of the current call; --app points here
-
-
-@pytest.fixture
-def cli(monkeypatch: pytest.MonkeyPatch, kafka_bootstrap: str, redis_url: str,
-        key_prefix: str) -> Iterator[Cli]:  # fmt: skip
-    conf = base_conf(kafka_bootstrap, redis_url, key_prefix)
-    yield Cli(monkeypatch, __name__, conf)
-    broker = redis.Redis.from_url(conf["broker_url"])  # the pulls' chains, queued to nobody
-    for key in broker.scan_iter(match=f"*{key_prefix}*"):
-        broker.delete(key)
-    broker.close()
 
 
 def read_all(kafka: str, topic: str, expect: int, quiet: float = 1.0) -> list[Any]:
