@@ -11,16 +11,11 @@ from __future__ import annotations
 import os
 
 # -- Celery ------------------------------------------------------------------------------------
+# JSON only, late acks, prefetch 1: what the package's delivery guarantees rest on.
+from workers.celery_defaults import *  # noqa: F403
+
 broker_url = os.environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")
 result_backend = os.environ.get("CELERY_RESULT_BACKEND") or None
-# Records travel as JSON, never pickle.
-task_serializer = "json"
-result_serializer = "json"
-accept_content = ["json"]
-task_acks_late = True
-task_reject_on_worker_lost = True
-worker_prefetch_multiplier = 1
-broker_connection_retry_on_startup = True
 broker_transport_options = {"visibility_timeout": 3600}
 timezone = "UTC"
 enable_utc = True

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 
+from workers.celery_defaults import *  # noqa: F403
 from workers.demo import CONSUME_QUEUE as _CONSUME_QUEUE
 from workers.demo import OUTPUT as _OUTPUT
 from workers.demo import QUEUE as _QUEUE
@@ -23,13 +24,6 @@ task_default_queue = _QUEUE
 # A long-lived consumer holds a pool process; it gets its own queue so it never waits behind
 # the alarm stages (or they behind it).
 task_routes = {"workers.consume": {"queue": _CONSUME_QUEUE}}
-task_serializer = "json"
-result_serializer = "json"
-accept_content = ["json"]
-task_acks_late = True
-task_reject_on_worker_lost = True
-worker_prefetch_multiplier = 1
-broker_connection_retry_on_startup = True
 broker_transport_options = {"visibility_timeout": 300}
 worker_hijack_root_logger = True
 

@@ -8,22 +8,17 @@ from __future__ import annotations
 import json
 import os
 
+from workers.celery_defaults import *  # noqa: F403
+
 broker_url = os.environ["E2E_BROKER_URL"]
 task_default_queue = os.environ["E2E_QUEUE"]
 task_routes = {"workers.consume": {"queue": os.environ["E2E_QUEUE"] + ".consume"}}
-task_serializer = "json"
-result_serializer = "json"
-accept_content = ["json"]
-task_acks_late = True
-task_reject_on_worker_lost = True
-worker_prefetch_multiplier = 1
 # Short, so the messages a SIGKILLed worker had reserved come back within the test.
 broker_transport_options = {
     "visibility_timeout": float(os.environ.get("E2E_VISIBILITY", "60")),
     "unacked_restore_interval": 1,
     "unacked_restore_throttle": 1,
 }
-broker_connection_retry_on_startup = True
 worker_hijack_root_logger = True
 imports = ["tests.integration.e2e.tasks"]
 
