@@ -5,11 +5,16 @@ The dict (``Message``) holds only JSON types, so it crosses Celery with the json
 ``timestamp`` (ms), ``key``, ``headers`` and ``value``. Keys and header values are text when
 they are valid UTF-8, otherwise ``{"base64": "..."}``; the ``base64`` codec gives everything
 as base64 text. A record the codec refuses raises ``InvalidRecord`` with the reason.
+
+With the optional package ``orjson`` installed, JSON values that it reads exactly as the
+standard library does are read by it (about 3x faster); everything else, and every refusal
+and its reason, goes through the standard library.
 """
 
 from __future__ import annotations
 
 import base64
+import importlib
 import json
 import math
 from typing import Any, Literal, Protocol
@@ -34,6 +39,38 @@ def _finite(text: str) -> float:
 # Python's parser accepts NaN and Infinity, and turns 1e400 into inf; JSON has none of them,
 # and a strict encoder refuses them later, far from the record that brought them.
 _JSON_LOADS = json.JSONDecoder(parse_constant=_no_constant, parse_float=_finite).decode
+
+
+def _optional(module: str) -> Any:
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        return None
+
+
+# The optional fast JSON library (``orjson``), or None: everything works without it.
+fast_json: Any = _optional("orjson")
+# orjson reads an integer beyond 64 bits as a float, where the standard library keeps it an
+# int: a value with a run of 19 or more digits goes the standard way (digits map to "0").
+_DIGITS = bytes.maketrans(b"123456789", b"000000000")
+_LONG_DIGITS = b"0" * 19
+
+
+def _fast_object(value: bytes) -> dict[str, Any] | None:
+    """The JSON object in ``value`` as orjson reads it, or None where the standard path must
+    decide: no orjson, anything it refuses (invalid UTF-8 or JSON, NaN, Infinity, numbers that
+    overflow, lone surrogates, a byte order mark: the standard path refuses them with its
+    reason, or accepts them as before), JSON that is not an object, or long digit runs.
+    For every other value both parsers give equal objects."""
+    if fast_json is None:
+        return None
+    try:
+        decoded = fast_json.loads(value)
+    except ValueError:  # orjson.JSONDecodeError
+        return None
+    if type(decoded) is not dict or _LONG_DIGITS in value.translate(_DIGITS):
+        return None
+    return decoded
 
 
 class Record(Protocol):
@@ -64,6 +101,10 @@ def b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
+def _b64_or_none(data: bytes | None) -> str | None:
+    return None if data is None else b64(data)
+
+
 def _text_or_b64(data: bytes | None) -> str | dict[str, str] | None:
     if data is None:
         return None
@@ -77,6 +118,10 @@ def _decode_value(value: bytes, codec: Codec) -> Any:
     """Raises ``ValueError`` with a short reason when the codec refuses the bytes."""
     if codec == "base64":
         return b64(value)
+    if codec == "json":
+        fast = _fast_object(value)
+        if fast is not None:
+            return fast
     try:
         text = value.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -117,14 +162,16 @@ def decode(record: Record, cluster: str, codec: Codec, max_value_bytes: int) -> 
         decoded = _decode_value(value, codec)
     except ValueError as exc:
         raise InvalidRecord(record.topic, record.partition, record.offset, str(exc)) from None
-    encode = (lambda b: None if b is None else b64(b)) if codec == "base64" else _text_or_b64
+    encode = _b64_or_none if codec == "base64" else _text_or_b64
+    topic, partition, offset = record.topic, record.partition, record.offset
+    headers = record.headers
     return {
-        "id": record_id(cluster, record.topic, record.partition, record.offset),
-        "topic": record.topic,
-        "partition": record.partition,
-        "offset": record.offset,
+        "id": f"{cluster}/{topic}/{partition}/{offset}",  # record_id(), inlined: a hot path
+        "topic": topic,
+        "partition": partition,
+        "offset": offset,
         "timestamp": record.timestamp,
         "key": encode(record.key),
-        "headers": [[name, encode(data)] for name, data in (record.headers or ())],
+        "headers": [[name, encode(data)] for name, data in headers] if headers else [],
         "value": decoded,
     }

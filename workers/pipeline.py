@@ -3,6 +3,12 @@
 The chain's first task receives the batch (a list of JSON message dicts) as its only argument;
 each later task receives what the one before it returned. A batch counts as handed off when
 the Celery broker accepted the message (``apply_async`` returned); only then may offsets move.
+
+Hand-off is the pull's hot path. The message's ``argsrepr`` (the arguments as logs and
+monitors show them) is a one-line summary of the batch instead of Celery's ``saferepr`` of it;
+and when the app's task serializer is ``json`` and the optional ``orjson`` is installed, the
+body is written by orjson (about 10x faster) under the same content type: receivers decode it
+with kombu's own JSON decoder, exactly as before.
 """
 
 from __future__ import annotations
@@ -14,9 +20,11 @@ from typing import Any, Protocol
 from amqp.exceptions import ChannelError as AmqpChannelError
 from celery import Celery, Signature, chain
 from kombu.exceptions import ChannelError, KombuError
+from kombu.serialization import registry as _registry
 from kombu.transport.virtual import Channel as VirtualChannel
+from kombu.utils import json as kombu_json
 
-from workers.codecs import Message
+from workers.codecs import Message, fast_json
 from workers.config import PipelineConfig
 from workers.exceptions import RecoverableError
 
@@ -24,6 +32,51 @@ logger = logging.getLogger(__name__)
 
 # kombu retries a failed publish (reconnecting) this often before the pull gives up.
 PUBLISH_RETRY = {"max_retries": 3, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 2}
+
+FAST_JSON = "workers-json"
+registry: Any = _registry  # kombu's serializers (untyped)
+_kombu_dumps: Any = kombu_json.dumps
+
+
+def json_body(data: Any) -> bytes | str:
+    """The JSON of a message body: by orjson, or by kombu's encoder where orjson would write
+    something else (datetimes, dataclasses, bytes, integers beyond 64 bits, lone surrogates,
+    non-string keys: orjson raises ``TypeError`` for those) or nothing. A batch holds only
+    JSON types with finite numbers (the codecs make sure), so both give the same JSON value."""
+    try:
+        body: bytes = fast_json.dumps(data, option=_PASSTHROUGH)
+    except TypeError:  # orjson.JSONEncodeError
+        text: str = _kombu_dumps(data)
+        return text
+    return body
+
+
+# Types orjson writes natively but kombu in its own way go to kombu (through ``TypeError``).
+_PASSTHROUGH = 0
+if fast_json is not None:
+    _PASSTHROUGH = fast_json.OPT_PASSTHROUGH_DATETIME | fast_json.OPT_PASSTHROUGH_DATACLASS
+
+
+def _register_fast_json() -> bool:
+    """Register the encoder under its own name with the content type of ``json``; decoding
+    (registered per content type) and the name ``json`` stay kombu's."""
+    if fast_json is None:
+        return False
+    if FAST_JSON not in registry.name_to_type:
+        content_type = registry.name_to_type["json"]
+        name = registry.type_to_name.get(content_type)
+        registry.register(FAST_JSON, json_body, None, content_type, "utf-8")
+        if name is not None:
+            registry.type_to_name[content_type] = name
+    return True
+
+
+def summary(batch: Sequence[Message]) -> str:
+    """The batch as logs and monitors show it (``argsrepr``), in place of its full repr."""
+    if not batch:
+        return "([],)"
+    first, last = batch[0].get("id"), batch[-1].get("id")
+    return f"([<{len(batch)} messages: {first} .. {last}>],)"
 
 
 class Dispatcher(Protocol):
@@ -44,6 +97,9 @@ class CeleryDispatcher:
         self.pipeline = pipeline
         self._options: dict[str, Any] = {"queue": pipeline.queue} if pipeline.queue else {}
         self.queue = pipeline.queue or self._routed_queue(pipeline.tasks[0])
+        self._publish: dict[str, Any] = {"retry": True, "retry_policy": PUBLISH_RETRY}
+        if app.conf.task_serializer == "json" and _register_fast_json():
+            self._publish["serializer"] = FAST_JSON
 
     def _routed_queue(self, task: str) -> str:
         queue = self.app.amqp.router.route({}, task)["queue"]
@@ -59,7 +115,7 @@ class CeleryDispatcher:
 
     def hand_off(self, batch: Sequence[Message]) -> None:
         try:
-            self.signature(batch).apply_async(retry=True, retry_policy=PUBLISH_RETRY)
+            self.signature(batch).apply_async(argsrepr=summary(batch), **self._publish)
         except (KombuError, OSError) as exc:
             raise RecoverableError(
                 f"pipeline {self.pipeline.name!r}: the Celery broker did not accept a batch of "

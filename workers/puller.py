@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from kafka import TopicPartition
 from kafka.errors import OffsetOutOfRangeError
 
 from workers.codecs import Message, decode
@@ -50,18 +51,10 @@ class Summary:
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready (Celery results are JSON): partitions as string keys."""
-        return {
-            "pipeline": self.pipeline,
-            "partitions": self.partitions,
-            "records": self.records,
-            "delivered": self.delivered,
-            "dead_lettered": self.dead_lettered,
-            "batches": self.batches,
-            "bytes": self.bytes,
-            "committed": {str(p): o for p, o in sorted(self.committed.items())},
-            "stopped_by": self.stopped_by,
-            "seconds": round(self.seconds, 3),
-        }
+        out = {name: getattr(self, name) for name in self.__slots__}
+        out["committed"] = {str(p): o for p, o in sorted(self.committed.items())}
+        out["seconds"] = round(self.seconds, 3)
+        return out
 
 
 class _Stop(Exception):
@@ -77,12 +70,14 @@ class _Cycle:
     committed: dict[int, int]
     batch: list[Message] = field(default_factory=list)
     batch_bytes: int = 0
+    ends: dict[int, int] | None = None  # until_caught_up: each partition's log end at start
 
 
 class Puller:
     """Pulls one pipeline's topic for one owner of leases (``leases.token``).
 
-    ``until_caught_up`` ends a cycle at the first empty poll (Beat mode); otherwise a cycle
+    ``until_caught_up`` ends a cycle at the first empty poll, or once it has read past where
+    the logs ended as it started (Beat mode); otherwise a cycle
     runs to its record, byte or time limit, handing off partial batches whenever a poll comes
     back empty (long-lived mode). ``stopping`` is checked between polls.
     """
@@ -117,8 +112,9 @@ class Puller:
             store, consumer, space, leases.token, pipeline.start, pipeline.out_of_range
         )
         self.held: list[Lease] = []
-
-    # -- the cycle ----------------------------------------------------------------------------
+        # Most records one poll returns: polled records are parsed and kept alive (the garbage
+        # collector scans them), and those past a stop for backpressure are fetched again.
+        self.poll_records = max(pipeline.batch_size, 500)  # 500: kafka-python's default
 
     def cycle(self) -> Summary:
         """One bounded pull. Raises ``RecoverableError`` when a service fails mid-way (what was
@@ -145,13 +141,12 @@ class Puller:
             return summary
         offsets = {p: pos.offset for p, pos in positions.items() if pos.offset is not None}
         seek(self.consumer, self.pipeline.topic, offsets)
-        run = _Cycle(
-            summary,
-            {lease.partition: lease for lease in self.held if lease.partition in positions},
-            {p: pos.generation for p, pos in positions.items()},
-            dict(offsets),
-            dict(offsets),
-        )
+        leases = {lease.partition: lease for lease in self.held if lease.partition in positions}
+        generations = {p: pos.generation for p, pos in positions.items()}
+        run = _Cycle(summary, leases, generations, dict(offsets), dict(offsets))
+        if self.until_caught_up:  # where each log ends now (see _beyond)
+            tps = [TopicPartition(self.pipeline.topic, p) for p in sorted(offsets)]
+            run.ends = {tp.partition: end for tp, end in self.consumer.end_offsets(tps).items()}
         try:
             self._read(run, started)
         except _Stop as stop:
@@ -191,19 +186,18 @@ class Puller:
             try:
                 polled = self.consumer.poll(
                     timeout_ms=max(1, int(timeout * 1000)),
-                    max_records=limits.max_records - run.summary.records,
+                    max_records=min(limits.max_records - run.summary.records, self.poll_records),
                 )
             except OffsetOutOfRangeError as exc:
                 self._out_of_range(run, exc)
                 continue
-            if not polled:
-                self._flush(run)
-                if self.until_caught_up:
-                    raise _Stop("caught_up")
-                continue
             for records in polled.values():
                 for record in records:
                     self._take(run, record)
+            if not polled or (run.ends is not None and _beyond(run.ends, run.cursor, polled)):
+                self._flush(run)  # a partial batch is handed off at once
+                if self.until_caught_up:
+                    raise _Stop("caught_up")
 
     def _take(self, run: _Cycle, record: Any) -> None:
         p = record.partition
@@ -231,18 +225,14 @@ class Puller:
 
     def _check_backlog(self, run: _Cycle) -> None:
         limit = self.pipeline.max_queue_length
-        if limit is None:
-            return
-        waiting = self.dispatcher.backlog()
-        if waiting is not None and waiting > limit:
+        waiting = None if limit is None else self.dispatcher.backlog()
+        if waiting is not None and limit is not None and waiting > limit:
             self._flush(run)
             logger.info(
                 "pull %s stops early: %d messages wait in queue (limit %d)",
                 self.pipeline.name, waiting, limit,
             )  # fmt: skip
             raise _Stop("backlog")
-
-    # -- hand-off and commit --------------------------------------------------------------------
 
     def _flush(self, run: _Cycle) -> None:
         """Hand off the batch in hand, then commit everything handed off or dead-lettered."""
@@ -289,6 +279,17 @@ class Puller:
             run.cursor[p] = run.committed[p] = run.summary.committed[p] = fixed.offset
         if not positions:
             raise exc
+
+
+def _beyond(ends: dict[int, int], cursor: dict[int, int], polled: Any) -> bool:
+    """Caught up, for a cycle that ends when it is (Beat mode): every partition is read up to
+    where its log ended as the cycle started, and the last poll returned records written since.
+    Under a steady stream no poll comes back empty: reading on would hold the worker process
+    (and the leases) until ``max_seconds`` while the batches handed off wait for a process."""
+    return all(cursor[p] >= end for p, end in ends.items()) and any(
+        records and records[-1].offset >= ends.get(tp.partition, records[-1].offset + 1)
+        for tp, records in polled.items()
+    )
 
 
 def _why(fenced: Fenced) -> str:

@@ -23,6 +23,7 @@ from workers.config import (
     mask_url,
     settings_for,
 )
+from workers.config.kafka_options import FETCH_MAX_BYTES
 from workers.exceptions import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -785,6 +786,7 @@ def test_client_options_carry_every_option_as_configured(tmp_path: Path) -> None
         "auto_offset_reset": "none",
         "max_poll_records": 100,
         "client_id": "workers-consumer",
+        "fetch_max_bytes": FETCH_MAX_BYTES,
     }
 
 
@@ -849,9 +851,13 @@ def test_top_level_and_cluster_defaults() -> None:
     assert settings.default_group == "workers"
     assert settings.pipelines == {}
     assert settings.cluster("common") == ClusterConfig(
-        name="common", bootstrap_servers=("kafka-1:9092",), reconnect_seconds=60.0, timeout=6.0
+        name="common",
+        bootstrap_servers=("kafka-1:9092",),
+        reconnect_seconds=60.0,
+        timeout=6.0,
+        consumer={"fetch_max_bytes": FETCH_MAX_BYTES},  # 2 MiB, not kafka-python's 50 MB
     )
-    # No kafka-python option is added when none is configured: its own defaults apply.
+    # No other kafka-python option is added when none is configured: its own defaults apply.
     assert settings.cluster("common").producer_options() == {
         "bootstrap_servers": ["kafka-1:9092"],
         "acks": "all",  # dead letters and alerts must survive a leader change

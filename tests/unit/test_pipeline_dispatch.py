@@ -10,9 +10,10 @@ import pytest
 from celery import Celery, Signature
 from kombu.exceptions import OperationalError
 
+from workers.codecs import fast_json
 from workers.config import PipelineConfig
 from workers.exceptions import RecoverableError
-from workers.pipeline import PUBLISH_RETRY, CeleryDispatcher
+from workers.pipeline import FAST_JSON, PUBLISH_RETRY, CeleryDispatcher, summary
 
 TASKS = ("alarms.parse", "alarms.build", "alarms.publish")
 BATCH = [{"id": "common/events/0/0", "value": {"n": 0}}, {"id": "common/events/0/1", "value": {}}]
@@ -114,7 +115,10 @@ def test_hand_off_publishes_with_the_retry_policy(
 
     dispatcher.hand_off(BATCH)
 
-    assert calls == [("alarms.parse", (BATCH,), {"retry": True, "retry_policy": PUBLISH_RETRY})]
+    fast = {"serializer": FAST_JSON} if fast_json is not None else {}
+    options = {"retry": True, "retry_policy": PUBLISH_RETRY, "argsrepr": summary(BATCH), **fast}
+    assert calls == [("alarms.parse", (BATCH,), options)]
+    assert summary(BATCH) == "([<2 messages: common/events/0/0 .. common/events/0/1>],)"
 
 
 @pytest.mark.parametrize("tasks", [TASKS, ("alarms.parse",)])

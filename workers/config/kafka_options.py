@@ -107,9 +107,15 @@ PRODUCER: dict[str, Field] = {
     "delivery_timeout_ms": _ms(1000),
 }
 
+# The most a consumer asks a broker for in one fetch. kafka-python's default, 50 MB, lets every
+# worker process hold tens of MB of fetched records (a broker may answer with far more than a
+# pull hands off at once); 2 MiB bounds that for about 3% of the pull's throughput (a record
+# batch larger than this is still fetched: brokers always return the first one whole).
+FETCH_MAX_BYTES = 2 * 1024 * 1024
+
 CONSUMER: dict[str, Field] = {
     "max_partition_fetch_bytes": _positive_int("bytes as an integer >= 1"),
-    "fetch_max_bytes": _positive_int("bytes as an integer >= 1"),
+    "fetch_max_bytes": Field("int", "bytes as an integer >= 1", FETCH_MAX_BYTES, check=at_least(1)),
     "fetch_min_bytes": _positive_int("bytes as an integer >= 1"),
     "fetch_max_wait_ms": _ms(0),
     "max_poll_records": _positive_int("an integer >= 1"),

@@ -1,0 +1,86 @@
+"""How the puller polls: never far ahead of the hand-off, and a Beat-mode cycle under a steady
+stream ends once it has read what the log held when it started (plus what came with it)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from kafka import TopicPartition
+
+from tests.unit.fakes import PagedConsumer, RecordingDispatcher
+from tests.unit.test_puller import World, offsets, pipeline, world  # noqa: F401 - a fixture
+from workers.memory_log import MemoryLog, MemoryRecord
+
+
+class AskingConsumer(PagedConsumer):
+    """Remembers how many records each poll asked for."""
+
+    def __init__(self, log: MemoryLog, **kwargs: Any) -> None:
+        super().__init__(log, **kwargs)
+        self.asked: list[int | None] = []
+
+    def poll(
+        self, timeout_ms: int = 0, max_records: int | None = None
+    ) -> Mapping[TopicPartition, Sequence[MemoryRecord]]:
+        self.asked.append(max_records)
+        return super().poll(timeout_ms, max_records)
+
+
+def test_a_poll_asks_for_no_more_than_500_records_or_a_batch(world: World) -> None:  # noqa: F811
+    world.fill(0, 1200)
+    small, large = AskingConsumer(world.log), AskingConsumer(world.log)
+
+    world.puller(pipeline(batch_size=3, max_records=5000), consumer=small).cycle()
+    world.store.reset(world.puller().space, {0: 0})
+    world.puller(pipeline(batch_size=1000, max_records=5000), consumer=large).cycle()
+
+    assert max(n or 0 for n in small.asked) == 500
+    assert max(n or 0 for n in large.asked) == 1000
+
+
+def test_the_last_poll_asks_only_for_what_the_cycle_may_still_read(world: World) -> None:  # noqa: F811
+    world.fill(0, 1200)
+    consumer = AskingConsumer(world.log)
+
+    summary = world.puller(pipeline(max_records=700), consumer=consumer).cycle()
+
+    assert consumer.asked == [500, 200]
+    assert (summary.stopped_by, summary.records) == ("max_records", 700)
+
+
+def stream(world: World, per_poll: int) -> PagedConsumer:  # noqa: F811
+    """A consumer of a topic where ``per_poll`` records arrive before every poll, as under a
+    steady stream: no poll ever comes back empty."""
+    return PagedConsumer(
+        world.log,
+        clock=world.clock,
+        poll_seconds=0.1,
+        max_poll_records=4,
+        before_poll=lambda n: world.fill(0, per_poll),
+    )
+
+
+def test_beat_cycle_under_a_steady_stream_ends_once_past_the_log_end(world: World) -> None:  # noqa: F811
+    world.fill(0, 10)
+    dispatcher = RecordingDispatcher()
+    consumer = stream(world, 2)
+    puller = world.puller(pipeline(max_seconds=60.0), dispatcher=dispatcher, consumer=consumer)
+
+    summary = puller.cycle()
+
+    # Polls of 4 while 2 arrive before each: the third poll returns 8-11, past offset 10 (the
+    # end when the cycle started). Before, the cycle read on until max_seconds.
+    assert (summary.stopped_by, summary.records, consumer.polls) == ("caught_up", 12, 3)
+    assert offsets(dispatcher, 0) == list(range(12))
+    assert world.stored()[0] == 12
+
+
+def test_long_lived_cycle_under_a_steady_stream_reads_on_to_its_time_limit(world: World) -> None:  # noqa: F811
+    world.fill(0, 10)
+    consumer = stream(world, 2)
+    puller = world.puller(pipeline(max_seconds=3.0), consumer=consumer, until_caught_up=False)
+
+    summary = puller.cycle()
+
+    assert (summary.stopped_by, summary.records) == ("max_seconds", 70)  # 30 polls of 0.1 s
