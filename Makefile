@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: install system-deps lint format test-unit test-integration test demo
+.PHONY: install system-deps lint format test-unit test-integration test demo bench
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,13 +28,13 @@ system-deps:
 	if [ -n "$$need" ]; then $(APT_GET) update -qq && $(APT_GET) install -y -qq $$need; fi
 
 lint: $(STAMP)
-	$(BIN)/ruff check workers tests celeryconfig.py
-	$(BIN)/ruff format --check workers tests celeryconfig.py
+	$(BIN)/ruff check workers tests bench celeryconfig.py
+	$(BIN)/ruff format --check workers tests bench celeryconfig.py
 	$(BIN)/mypy
 
 format: $(STAMP)
-	$(BIN)/ruff format workers tests celeryconfig.py
-	$(BIN)/ruff check --fix workers tests celeryconfig.py
+	$(BIN)/ruff format workers tests bench celeryconfig.py
+	$(BIN)/ruff check --fix workers tests bench celeryconfig.py
 
 test-unit: $(STAMP)
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
@@ -57,3 +57,11 @@ $(DEMO_STAMP): setup.cfg pyproject.toml | $(BIN)/python
 
 demo: system-deps $(DEMO_STAMP)
 	$(BIN)/workers demo $(DEMO_ARGS)
+
+# Benchmarks (not tests): raw consumer vs pull vs end to end, latency, memory, side by side in
+# one run; starts its own services. Results: a table, and JSON in bench/results.json.
+# Options: make bench BENCH_ARGS="--quick" (see python -m bench --help).
+BENCH_ARGS ?=
+
+bench: install
+	$(BIN)/python -m bench $(BENCH_ARGS)

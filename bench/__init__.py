@@ -1,0 +1,1 @@
+"""Benchmarks of the workers package: ``python -m bench`` (see bench/README.md)."""

@@ -1,0 +1,160 @@
+"""``python -m bench``: every scenario in one run, side by side, so the ratios hold on a noisy
+machine. See bench/README.md."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from bench import e2e, latency, memory, throughput
+from bench.events import stream
+from bench.kafka_io import create_topics, delete_topics, fill
+from bench.report import LABELS, Figure, machine, table, targets, write
+from bench.services import Services, services
+
+SCENARIOS = ("raw", "pull", "e2e", "latency", "memory")
+DEFAULT_JSON = Path(__file__).resolve().parent / "results.json"
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    p.add_argument("--records", type=int, help="records read by raw and pull (300000)")
+    p.add_argument("--e2e-records", type=int, help="events per end-to-end run (100000)")
+    p.add_argument("--memory-records", type=int, help="backlog of the memory run (1000000)")
+    p.add_argument("--memory-baseline", type=int, default=10_000,
+                   help="events after which the baseline RSS is read (10000)")  # fmt: skip
+    p.add_argument("--partitions", type=int, default=6)
+    p.add_argument("--repeat", type=int, help="repetitions of each figure (3)")
+    p.add_argument("--memory-repeat", type=int, default=1)
+    p.add_argument("--latency-seconds", type=float, help="measured seconds per run (20)")
+    p.add_argument("--latency-warmup", type=float, help="seconds before measuring (5)")
+    p.add_argument("--latency-rate", type=float,
+                   help="events/s (default: half the 2-process end-to-end median)")  # fmt: skip
+    p.add_argument("--only", default=",".join(SCENARIOS), help="comma-separated: %(default)s")
+    p.add_argument("--quick", action="store_true", help="tiny sizes: checks that it runs")
+    p.add_argument("--json", type=Path, default=DEFAULT_JSON, help="where results go")
+    args = p.parse_args(argv)
+    quick = args.quick
+    defaults = {"records": (300_000, 20_000), "e2e_records": (100_000, 6_000),
+                "memory_records": (1_000_000, 20_000), "repeat": (3, 1),
+                "latency_seconds": (20.0, 3.0), "latency_warmup": (5.0, 1.0)}  # fmt: skip
+    for name, (full, small) in defaults.items():
+        if getattr(args, name) is None:
+            setattr(args, name, small if quick else full)
+    args.memory_baseline = min(args.memory_baseline, args.memory_records // 2)
+    unknown = set(args.only.split(",")) - set(SCENARIOS)
+    if unknown:
+        p.error(f"--only: unknown scenario(s) {', '.join(sorted(unknown))}")
+    return args
+
+
+def say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def filled(svc: Services, name: str, records: int, partitions: int) -> tuple[str, dict[int, int]]:
+    topic = f"bench-{uuid.uuid4().hex[:8]}-{name}"
+    create_topics(svc.kafka, {topic: partitions})
+    started = time.monotonic()
+    ends = fill(svc.kafka, topic, stream(records, int(time.time() * 1000)), partitions)
+    say(f"filled {topic}: {records:,} events in {time.monotonic() - started:.1f} s")
+    return topic, ends
+
+
+def measure(
+    figures: dict[str, Figure], key: str, rep: int, fn: Callable[..., float], *args: Any
+) -> None:
+    value = fn(*args)
+    figures.setdefault(key, Figure()).runs.append(value)
+    say(f"  {key} {rep}: {value:,.1f} {LABELS[key][1]}")
+
+
+def run(args: argparse.Namespace, svc: Services, tmp: Path) -> dict[str, Any]:
+    only = set(args.only.split(","))
+    figures: dict[str, Figure] = {}
+    details: dict[str, Any] = {}
+    notes: list[str] = []
+    topics: list[str] = []
+    try:
+        if only & {"raw", "pull"}:
+            topic, ends = filled(svc, "warm-up", min(5000, args.records), args.partitions)
+            topics.append(topic)
+            throughput.raw(svc, topic, ends)  # imports, connections, scripts: not measured
+            throughput.pull(svc, topic, ends)
+            topic, ends = filled(svc, "read", args.records, args.partitions)
+            topics.append(topic)
+            for i in range(args.repeat):  # interleaved, so that drift hits both
+                for name in ("raw", "pull"):
+                    if name in only:
+                        measure(figures, name, i + 1, getattr(throughput, name), svc, topic, ends)
+        if "e2e" in only:
+            topic, _ = filled(svc, "e2e", args.e2e_records, args.partitions)
+            topics.append(topic)
+            details["e2e"] = []
+            for i in range(args.repeat):
+                for n in (1, 2):
+                    found = e2e.run(svc, topic, args.e2e_records, n, tmp)
+                    details["e2e"].append(found)
+                    measure(figures, f"e2e_{n}", i + 1, float, found["events_per_second"])
+        if "latency" in only:
+            rate = args.latency_rate
+            if rate is None:
+                e2e_2 = figures.get("e2e_2")
+                rate = round(e2e_2.as_dict("")["median"] / 2) if e2e_2 else 2000.0
+            notes.append(f"latency at {rate:,.0f} events/s, {args.latency_seconds:g} s measured "
+                         f"after {args.latency_warmup:g} s of warm-up")  # fmt: skip
+            details["latency"] = []
+            for i in range(args.repeat):
+                for mode in ("long_lived", "beat"):
+                    found = latency.run(svc, mode, rate, args.latency_seconds,
+                                        args.latency_warmup, tmp)  # fmt: skip
+                    details["latency"].append({"mode": mode, **found})
+                    for q in ("p50", "p95", "p99"):
+                        figures.setdefault(f"latency_{mode}_{q}", Figure()).runs.append(found[q])
+                    say(f"  latency {mode} {i + 1}: p50 {found['p50']:.0f} ms, "
+                        f"p99 {found['p99']:.0f} ms")  # fmt: skip
+        if "memory" in only:
+            topic, _ = filled(svc, "memory", args.memory_records, args.partitions)
+            topics.append(topic)
+            details["memory"] = []
+            for i in range(args.memory_repeat):
+                found = memory.run(svc, topic, args.memory_records, args.memory_baseline, tmp)
+                details["memory"].append(found)
+                figures.setdefault("memory_ratio", Figure()).runs.append(found["max_ratio"])
+                say(f"  memory {i + 1}: {found}")
+            notes.append(f"memory: backlog of {args.memory_records:,} records, baseline RSS "
+                         f"after {args.memory_baseline:,} events")  # fmt: skip
+    finally:
+        delete_topics(svc.kafka, topics)
+    shown = {k: f.as_dict(LABELS[k][1]) for k, f in figures.items()}
+    return {"figures": shown, "details": details, "notes": notes,
+            "targets": targets({k: v["median"] for k, v in shown.items()})}  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    command = "python -m bench" + "".join(f" {a}" for a in (argv or sys.argv[1:]))
+    with services() as svc, tempfile.TemporaryDirectory() as tmp:
+        say(f"services: kafka {svc.kafka} ({svc.broker}), redis {svc.redis_url}")
+        result: dict[str, Any] = {"command": command, "machine": machine(svc.broker)}
+        sizes = {"records": args.records, "e2e_records": args.e2e_records,
+                 "memory_records": args.memory_records, "partitions": args.partitions,
+                 "repeat": args.repeat, "quick": args.quick}  # fmt: skip
+        result["sizes"] = sizes
+        result.update(run(args, svc, Path(tmp)))
+        result["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    print(table(result))
+    write(result, args.json)
+    say(f"results written to {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

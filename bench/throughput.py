@@ -1,0 +1,82 @@
+"""Scenarios 1 and 2: a plain kafka-python consumer, and the package's pull path, reading the
+same records of a filled topic. Each returns records per second."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from kafka import KafkaConsumer, TopicPartition
+
+from bench.services import Services, app_for, names, pipeline
+from workers.connections import connections_for
+from workers.engine import pulling, run_cycle
+
+
+def raw(svc: Services, topic: str, ends: dict[int, int]) -> float:
+    """Manual assign, seek to the start, poll until every record was returned."""
+    consumer = KafkaConsumer(bootstrap_servers=svc.kafka, enable_auto_commit=False, group_id=None)
+    try:
+        tps = [TopicPartition(topic, p) for p in sorted(ends)]
+        consumer.assign(tps)
+        for tp in tps:
+            consumer.seek(tp, 0)
+        total, seen = sum(ends.values()), 0
+        started = time.perf_counter()
+        while seen < total:
+            for records in consumer.poll(timeout_ms=500).values():
+                seen += len(records)
+        return total / (time.perf_counter() - started)
+    finally:
+        consumer.close()
+
+
+class _Counting:
+    """The pull's consumer, counting the records its polls return (to stop at the end)."""
+
+    def __init__(self, consumer: Any) -> None:
+        self._consumer = consumer
+        self.polled = 0
+
+    def poll(self, *args: Any, **kwargs: Any) -> Any:
+        found = self._consumer.poll(*args, **kwargs)
+        self.polled += sum(len(records) for records in found.values())
+        return found
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._consumer, name)
+
+
+def pull(svc: Services, topic: str, ends: dict[int, int]) -> float:
+    """Pull cycles (lease, seek, poll, decode, hand-off to the Celery broker, fenced commit)
+    until every record is committed; nothing drains the Celery queue. The clock runs from the
+    first cycle to the commit of the last record."""
+    prefix, queue = names()
+    app = app_for(svc.env(prefix, queue, {"bench": pipeline(topic)}))
+    connections = connections_for(app)
+    total = sum(ends.values())
+    try:
+        connections.consumer("bench").partitions_for_topic(topic)  # connected before the clock
+        connections.redis().ping()
+        with app.connection_for_write() as conn:
+            conn.ensure_connection()
+        counting: _Counting | None = None
+        with pulling(
+            app,
+            "bench",
+            task="bench-pull",
+            stopping=lambda: bool(counting and counting.polled >= total),
+        ) as puller:
+            counting = _Counting(puller.consumer)
+            puller.consumer = counting
+            committed: dict[int, int] = {}
+            started = time.perf_counter()
+            while sum(committed.values()) < total:
+                committed.update(run_cycle(app, puller).committed)
+            seconds = time.perf_counter() - started
+        if committed != ends:
+            raise RuntimeError(f"pull committed {committed}, expected {ends}")
+        return total / seconds
+    finally:
+        connections.close()
+        svc.cleanup(prefix, [queue])

@@ -1,0 +1,68 @@
+"""``python -m bench --quick`` runs every scenario on tiny sizes and writes a complete JSON
+file: it keeps the benchmark from rotting. Nothing here looks at how fast anything was."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[2]
+FIGURES = (
+    "raw",
+    "pull",
+    "e2e_1",
+    "e2e_2",
+    *(f"latency_{mode}_{q}" for mode in ("long_lived", "beat") for q in ("p50", "p95", "p99")),
+    "memory_ratio",
+)
+
+
+def number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+@pytest.mark.timeout(900)
+def test_quick_run_writes_every_section_with_numbers(
+    kafka_bootstrap: str, redis_url: str, tmp_path: Path
+) -> None:
+    out = tmp_path / "results.json"
+    env = {
+        **os.environ,
+        "WORKERS_BENCH_KAFKA": kafka_bootstrap,  # the session's services, not a second pair
+        "WORKERS_BENCH_REDIS": redis_url,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--json", str(out)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=800,
+    )  # fmt: skip
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    result = json.loads(out.read_text())
+    assert result["sizes"]["quick"] is True
+    assert set(result["figures"]) == set(FIGURES)
+    for name, figure in result["figures"].items():
+        assert figure["runs"], name
+        assert all(number(v) for v in [*figure["runs"], figure["median"], figure["min"]]), name
+        assert figure["min"] <= figure["median"] <= figure["max"], name
+    assert len(result["targets"]) == 5
+    assert all(number(t["value"]) and isinstance(t["met"], bool) for t in result["targets"])
+    (memory,) = result["details"]["memory"]
+    assert memory["records"] == 20_000
+    assert {row["process"] for row in memory["processes"]} == {"main", "pool"}
+    assert all(len(row["rss_kib_at_marks"]) == len(memory["marks"]) for row in memory["processes"])
+    assert [run["processes"] for run in result["details"]["e2e"]] == [1, 2]
+    for run in result["details"]["e2e"]:
+        assert all(number(v) for v in run["cpu_us_per_event"].values())
+    assert {run["mode"] for run in result["details"]["latency"]} == {"long_lived", "beat"}
+    machine = result["machine"]
+    assert machine["cores"] >= 1 and machine["python"] and machine["kafka-python"]
+    assert "target" in done.stdout  # the table was printed
