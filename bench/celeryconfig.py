@@ -11,6 +11,8 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+from workers import celery_defaults
+
 
 def build(env: Mapping[str, str]) -> dict[str, Any]:
     queue = env["BENCH_QUEUE"]
@@ -19,14 +21,8 @@ def build(env: Mapping[str, str]) -> dict[str, Any]:
         "broker_url": env["BENCH_BROKER_URL"],
         "task_default_queue": queue,
         "task_routes": {"workers.consume": {"queue": queue + ".consume"}},
-        "task_serializer": "json",
-        "result_serializer": "json",
-        "accept_content": ["json"],
-        "task_acks_late": True,
-        "task_reject_on_worker_lost": True,
-        "worker_prefetch_multiplier": 1,
+        **{name: getattr(celery_defaults, name) for name in celery_defaults.__all__},
         "broker_transport_options": {"visibility_timeout": visibility},
-        "broker_connection_retry_on_startup": True,
         "worker_hijack_root_logger": True,
         "workers_kafka_clusters": {
             "bench": {"bootstrap_servers": [env["BENCH_KAFKA"]], "request_timeout_ms": 30_000}

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -36,14 +38,7 @@ def run(
 ) -> dict[str, Any]:
     """Events per second through the whole pipeline with ``processes`` worker processes, and
     the CPU time each kind of process spent per event in the same window."""
-    prefix, queue = names()
-    output = f"{prefix}-alerts"
-    create_topics(svc.kafka, {output: 6})
-    conf = pipeline(topic, interval=INTERVAL, max_queue_length=MAX_QUEUE)
-    cluster = Cluster(svc.env(prefix, queue, {"bench": conf}, BENCH_OUTPUT=output), queue, tmp)
-    client = svc.redis()
-    progress = Progress(client, prefix)
-    try:
+    with alarm_pipeline(svc, topic, tmp) as (cluster, progress):
         worker = cluster.worker(processes)
         beat = cluster.beat()
         cpu = CpuMeter(lambda: roles(svc, worker, beat))
@@ -63,6 +58,21 @@ def run(
         rate = window_rate(samples, total)
         return {"processes": processes, "events_per_second": round(rate, 1),
                 **cpu.between(int((HIGH - LOW) * total))}  # fmt: skip
+
+
+@contextmanager
+def alarm_pipeline(svc: Services, topic: str, tmp: Path) -> Iterator[tuple[Cluster, Progress]]:
+    """The reference alarm pipeline over ``topic`` with its own output topic, Redis prefix and
+    Celery queue; the processes the caller starts on the cluster are stopped afterwards and
+    everything the run made is removed."""
+    prefix, queue = names()
+    output = f"{prefix}-alerts"
+    create_topics(svc.kafka, {output: 6})
+    conf = pipeline(topic, interval=INTERVAL, max_queue_length=MAX_QUEUE)
+    cluster = Cluster(svc.env(prefix, queue, {"bench": conf}, BENCH_OUTPUT=output), queue, tmp)
+    client = svc.redis()
+    try:
+        yield cluster, Progress(client, prefix)
     finally:
         cluster.stop()
         client.close()

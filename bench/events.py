@@ -11,6 +11,8 @@ import json
 import random
 from collections.abc import Iterator
 
+from workers.demo.events import ALERTS, REGIONS  # the demo's alerts: one vocabulary
+
 SERVICES = {
     "checkout": ["web-1", "web-2", "web-3", "web-4"],
     "payments": ["pay-1", "pay-2", "pay-3"],
@@ -18,15 +20,6 @@ SERVICES = {
     "orders-db": ["db-primary", "db-replica-1", "db-replica-2"],
     "cache": ["redis-1", "redis-2", "redis-3"],
 }
-REGIONS = ("eu-west-1", "us-east-1", "ap-southeast-1")
-# alert name, metric, severity, description
-ALERTS = (
-    ("cpu.high", "cpu_usage_pct", 2, "CPU above 90% for 5 minutes"),
-    ("latency.p99", "http_latency_p99_ms", 2, "p99 latency above 800 ms"),
-    ("errors.rate", "http_5xx_ratio", 1, "5xx ratio above 2% of requests"),
-    ("disk.full", "disk_used_pct", 3, "disk above 85% on the data volume"),
-    ("memory.pressure", "mem_available_pct", 2, "available memory below 10%"),
-)
 HOSTS = [(service, host) for service, hosts in SERVICES.items() for host in hosts]
 
 

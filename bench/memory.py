@@ -12,10 +12,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.cluster import Cluster, Progress, pool_pids, rss_kib
-from bench.e2e import INTERVAL, MAX_QUEUE
-from bench.kafka_io import create_topics, delete_topics
-from bench.services import Services, names, pipeline
+from bench.cluster import pool_pids, rss_kib
+from bench.e2e import alarm_pipeline
+from bench.services import Services
 
 PROCESSES = 2
 
@@ -23,19 +22,12 @@ PROCESSES = 2
 def run(
     svc: Services, topic: str, total: int, baseline: int, tmp: Path, timeout: float = 3600
 ) -> dict[str, Any]:
-    prefix, queue = names()
-    output = f"{prefix}-alerts"
-    create_topics(svc.kafka, {output: 6})
-    conf = pipeline(topic, interval=INTERVAL, max_queue_length=MAX_QUEUE)
-    cluster = Cluster(svc.env(prefix, queue, {"bench": conf}, BENCH_OUTPUT=output), queue, tmp)
-    client = svc.redis()
-    progress = Progress(client, prefix)
     at_baseline: dict[int, int] = {}
     peaks: dict[int, int] = {}
     # RSS along the way, to tell growth with the backlog from a one-off step.
     marks = sorted({baseline, *(int(total * f) for f in (0.1, 0.25, 0.5, 0.75, 1.0))})
     curve: dict[int, dict[int, int]] = {}
-    try:
+    with alarm_pipeline(svc, topic, tmp) as (cluster, progress):
         worker = cluster.worker(PROCESSES)
         main = worker.pid
         cluster.beat()
@@ -62,11 +54,6 @@ def run(
                 raise TimeoutError(f"memory: {built} of {total} events after {timeout} s")
             time.sleep(0.25)
         seconds = time.monotonic() - first
-    finally:
-        cluster.stop()
-        client.close()
-        svc.cleanup(prefix, [queue])
-        delete_topics(svc.kafka, [output])
     rows = [
         {
             "process": "main" if pid == main else "pool",
