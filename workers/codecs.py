@@ -17,6 +17,7 @@ import base64
 import importlib
 import json
 import math
+from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from workers.exceptions import InvalidRecord
@@ -90,6 +91,20 @@ class Record(Protocol):
     def value(self) -> bytes | None: ...
     @property
     def headers(self) -> Any: ...
+
+
+@dataclass(frozen=True, slots=True)
+class PlainRecord:
+    """A ``Record`` as plain data: the in-memory log's records, and handed-off messages seen
+    as records again (``workers.alarms.stage.MessageRecord``)."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp: int
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, bytes]] = field(default_factory=list)
 
 
 def record_id(cluster: str, topic: str, partition: int, offset: int) -> str:

@@ -17,18 +17,10 @@ from kafka import TopicPartition
 from kafka.errors import OffsetOutOfRangeError
 from kafka.structs import OffsetAndTimestamp
 
+from workers.codecs import PlainRecord
 
-@dataclass(frozen=True, slots=True)
-class MemoryRecord:
-    """The attributes of kafka-python's ``ConsumerRecord`` that the package reads."""
-
-    topic: str
-    partition: int
-    offset: int
-    timestamp: int
-    key: bytes | None
-    value: bytes | None
-    headers: list[tuple[str, bytes]] = field(default_factory=list)
+# The attributes of kafka-python's ``ConsumerRecord`` that the package reads.
+MemoryRecord = PlainRecord
 
 
 @dataclass(slots=True)

@@ -11,26 +11,19 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
+from workers.codecs import PlainRecord
 from workers.connections import connections_for
 from workers.deadletter import DeadLetters
 
 
 @dataclass(frozen=True, slots=True)
-class MessageRecord:
+class MessageRecord(PlainRecord):
     """A handed-off message seen as a record again, for the dead-letter topic. The value is
     the decoded value encoded anew (JSON, text or base64 as it came), not the original bytes."""
-
-    topic: str
-    partition: int
-    offset: int
-    timestamp: int
-    key: bytes | None
-    value: bytes | None
-    headers: list[tuple[str, bytes]] = field(default_factory=list)
 
     @classmethod
     def of(cls, message: dict[str, Any]) -> MessageRecord:
