@@ -188,14 +188,3 @@ class CeleryCommand(_Service):
     def start(self) -> CeleryCommand:
         self._spawn(self.argv, self.env, wait=False)
         return self
-
-    def wait_for_output(self, text: str, timeout: float) -> None:
-        """Block until ``text`` appears in the output; ``ServiceUnavailable`` if it exits."""
-        deadline = time.monotonic() + timeout
-        while text not in self.output():
-            if not self.running:
-                raise ServiceUnavailable(f"{self.name} exited: {self.output()[-3000:]}")
-            if time.monotonic() > deadline:
-                raise ServiceUnavailable(f"{self.name} not ready in {timeout} s: "
-                                         f"{self.output()[-3000:]}")  # fmt: skip
-            time.sleep(0.1)

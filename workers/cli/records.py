@@ -8,7 +8,8 @@ import os
 import re
 import sys
 from collections.abc import Iterator
-from typing import IO, Any
+from contextlib import contextmanager
+from typing import Any
 
 import arrow
 import click
@@ -63,26 +64,19 @@ def produce(state: State, topic: str, cluster: str | None, path: str, key_field:
         raise SystemExit(1)
 
 
-class _Opened:
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self.file: IO[bytes] | None = None
+@contextmanager
+def _opened(path: str) -> Iterator[tuple[Iterator[bytes], int | None]]:
+    """The lines of ``path`` (``-``: stdin) and its size (None: unknown)."""
+    if path == "-":
+        yield iter(sys.stdin.buffer), None
+        return
+    try:
+        file = open(path, "rb")  # noqa: SIM115 - closed below
+    except OSError as exc:
+        raise click.BadParameter(str(exc), param_hint="--file") from None
+    with file:
+        yield iter(file), os.fstat(file.fileno()).st_size
 
-    def __enter__(self) -> tuple[Iterator[bytes], int | None]:
-        if self.path == "-":
-            return iter(sys.stdin.buffer), None
-        try:
-            self.file = open(self.path, "rb")  # noqa: SIM115 - closed in __exit__
-        except OSError as exc:
-            raise click.BadParameter(str(exc), param_hint="--file") from None
-        return iter(self.file), os.fstat(self.file.fileno()).st_size
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.file is not None:
-            self.file.close()
-
-
-_opened = _Opened
 
 dlq = command_group("dlq", "Dead letters: records a pipeline refused, with the reason.")
 

@@ -140,19 +140,21 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
-def _reason(exc: BaseException) -> str:
-    """The innermost cause's message, on one line."""
+def _root(exc: BaseException) -> BaseException:
     while exc.__cause__ is not None:
         exc = exc.__cause__
-    text = str(exc) or type(exc).__name__
-    return " ".join(text.split())
+    return exc
+
+
+def _reason(exc: BaseException) -> str:
+    """The innermost cause's message, on one line."""
+    root = _root(exc)
+    return " ".join((str(root) or type(root).__name__).split())
 
 
 def _kafka_reason(exc: BaseException) -> tuple[str, str]:
     """A reason and a troubleshooting entry for a cluster that could not be reached."""
-    root = exc
-    while root.__cause__ is not None:
-        root = root.__cause__
+    root = _root(exc)
     name = type(root).__name__
     text = _reason(exc)
     if "Authentication" in name or "Sasl" in name or "authentication" in text.lower():

@@ -141,9 +141,11 @@ def first_timestamps(
     return found
 
 
-def statuses(ops: Ops, names: Sequence[str] | None = None, ages: bool = True) -> list[Any]:
+def statuses(
+    ops: Ops, names: Sequence[str] | None = None, ages: bool = True
+) -> list[PipelineStatus | Exception]:
     """``PipelineStatus`` per pipeline, or the ``Exception`` that stopped reading it."""
-    out: list[Any] = []
+    out: list[PipelineStatus | Exception] = []
     for name in names or sorted(ops.settings.pipelines):
         try:
             out.append(pipeline_status(ops, name, ages))
