@@ -13,7 +13,7 @@ from typing import Any
 import redis
 from kafka.errors import KafkaError
 
-from workers.config import mask_options, mask_url, reload_settings
+from workers.config import mask_options, mask_url
 from workers.exceptions import ConfigError, RecoverableError
 from workers.ops.context import Ops
 from workers.ops.topics import needed_topics
@@ -36,16 +36,16 @@ class Finding:
 def run_checks(app: Any, timeout: float = 10.0) -> list[Finding]:
     """All checks, in order; stops after the settings when they do not load."""
     try:
-        settings = reload_settings(app)
+        ops = Ops.for_app(app, timeout)  # loads the settings, once
     except ConfigError as exc:
         return [Finding("settings", "fail", str(exc), "settings wrong")]
+    settings = ops.settings
     pipelines = ", ".join(sorted(settings.pipelines)) or "none"
     findings = [
         Finding(
             "settings", "ok", f"{_count(len(settings.clusters), 'cluster')}; pipelines: {pipelines}"
         )
     ]
-    ops = Ops.for_app(app, timeout)
     try:
         findings.append(_redis(ops))
         findings.append(_broker(app))

@@ -98,9 +98,10 @@ def pipeline_status(ops: Ops, name: str, ages: bool = True) -> PipelineStatus:
     parts = ops.partitions(pipeline.cluster, pipeline.topic)
     consumer = ops.connections.consumer(pipeline.cluster)
     bounds = edges(consumer, pipeline.topic, parts)
-    positions = ops.store().read(space, parts)
+    store = ops.store()
+    positions = store.read(space, parts)
     holders = ops.leases(pipeline).holders(space, parts)
-    skipped = ops.store().skipped(space)
+    skipped = store.skipped(space)
     unread: dict[int, int] = {}
     lags: dict[int, int | None] = {}
     for p in parts:
