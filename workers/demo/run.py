@@ -9,7 +9,7 @@ import signal
 import sys
 import tempfile
 import time
-from collections import Counter
+from collections import Counter, deque
 from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
@@ -38,6 +38,8 @@ class Demo:
         self.logs = Path(tempfile.mkdtemp(prefix="workers-demo-"))
         self.services: list[Any] = []
         self.made: Counter[str] = Counter()
+        self.failed = 0
+        self.first_failure = ""
         self.ops: Ops | None = None
 
     # -- services ---------------------------------------------------------------------------
@@ -100,28 +102,40 @@ class Demo:
     def produce(self, ops: Ops) -> None:
         producer = KafkaProducer(bootstrap_servers=self.env["WORKERS_DEMO_KAFKA"], acks="all",
                                  linger_ms=5)  # fmt: skip
-        sent: list[tuple[Any, str]] = []
+        pending: deque[tuple[Any, str]] = deque()  # sends not yet confirmed, oldest first
+        sent = 0
         started = time.monotonic()
         snap_at = 0.0
         try:
             while (elapsed := time.monotonic() - started) < self.duration:
-                due = min(int(elapsed * self.rate) - len(sent), int(self.rate))
+                due = min(int(elapsed * self.rate) - sent, int(self.rate))
                 for _ in range(due):
                     value, key, kind = self.stream.next()
-                    sent.append((producer.send(TOPIC, value=value, key=key), kind))
+                    pending.append((producer.send(TOPIC, value=value, key=key), kind))
+                sent += max(0, due)
                 if elapsed - snap_at >= 1.0:
                     snap_at = elapsed
-                    self.screen.status(line(elapsed, self.duration, len(sent), snapshot(ops)),
+                    self._confirm(pending, done_only=True)  # memory bounded by a second's sends
+                    self.screen.status(line(elapsed, self.duration, sent, snapshot(ops)),
                                        elapsed)  # fmt: skip
                 time.sleep(0.02)
             producer.flush(timeout=60)
+            self._confirm(pending)
         finally:
             producer.close(timeout=10)
-        for future, kind in sent:
+        if self.failed:
+            self.screen.say(f"{self.failed} send(s) failed and are not counted as produced "
+                            f"(first: {self.first_failure})")  # fmt: skip
+
+    def _confirm(self, pending: deque[tuple[Any, str]], done_only: bool = False) -> None:
+        """Count confirmed sends by kind, in order; ``done_only`` stops at the first unsettled."""
+        while pending and (not done_only or pending[0][0].is_done):
+            future, kind = pending.popleft()
             try:
                 future.get(timeout=30)
             except KafkaError as exc:
-                self.screen.say(f"a send failed and is not counted as produced: {exc}")
+                self.failed += 1
+                self.first_failure = self.first_failure or str(exc)
             else:
                 self.made[kind] += 1
 
