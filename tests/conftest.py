@@ -6,6 +6,9 @@ from pathlib import Path
 
 import pytest
 
+# The contract suites live outside test modules: let pytest explain their failed asserts too.
+pytest.register_assert_rewrite("tests.contracts")
+
 _INTEGRATION = Path(__file__).parent / "integration"
 
 

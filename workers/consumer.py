@@ -13,7 +13,8 @@ from kafka import TopicPartition
 
 
 class Consumer(Protocol):
-    """Manual assignment only: no group membership, no auto commit.
+    """Manual assignment only: no group membership, no auto commit. A paused partition keeps
+    its position and returns no records until resumed.
 
     ``poll`` raises ``kafka.errors.OffsetOutOfRangeError({tp: offset})`` when the broker says a
     fetch position is outside the log, as Kafka does with ``auto_offset_reset='none'``.
@@ -28,6 +29,12 @@ class Consumer(Protocol):
     def seek(self, partition: TopicPartition, offset: int) -> None: ...
 
     def position(self, partition: TopicPartition) -> int: ...
+
+    def pause(self, *partitions: TopicPartition) -> None: ...
+
+    def resume(self, *partitions: TopicPartition) -> None: ...
+
+    def paused(self) -> set[TopicPartition]: ...
 
     def poll(
         self, timeout_ms: int = 0, max_records: int | None = None

@@ -29,12 +29,43 @@ class _Pending:
     record: Record
     reason: str
     future: Any
+    extra: Sequence[Header] = ()
+
+
+REASON_LIMIT = 200
+
+
+def short_reason(text: str, limit: int = REASON_LIMIT) -> str:
+    """A reason fit for a header and a log line: one line, at most ``limit`` characters,
+    control characters and lone surrogates escaped (so it always encodes as UTF-8)."""
+    flat = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    flat = flat.encode("utf-8", "backslashreplace").decode("utf-8")
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
+def _safe_headers(headers: Any) -> list[Header]:
+    """A record's own headers as the producer needs them (text names, bytes values);
+    anything else is kept readable rather than allowed to make the send fail."""
+    out: list[Header] = []
+    for item in headers or ():
+        try:
+            name, value = item
+        except (TypeError, ValueError):
+            continue
+        text = name if isinstance(name, str) else repr(name)
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+        if isinstance(value, str):
+            value = value.encode("utf-8", "backslashreplace")
+        elif value is not None and not isinstance(value, bytes):
+            value = repr(value).encode("utf-8", "backslashreplace")
+        out.append((text, value if value is not None else b""))
+    return out
 
 
 def dead_letter_headers(record: Record, cluster: str, reason: str) -> list[Header]:
     """The headers a dead letter carries in addition to the record's own."""
     return [
-        ("workers.reason", reason.encode()),
+        ("workers.reason", short_reason(reason).encode()),
         ("workers.cluster", cluster.encode()),
         ("workers.topic", record.topic.encode()),
         ("workers.partition", str(record.partition).encode()),
@@ -60,22 +91,23 @@ class DeadLetters:
         self._pending: list[_Pending] = []
         self.sent = 0
 
-    def send(self, record: Record, reason: str) -> None:
+    def send(self, record: Record, reason: str, extra: Sequence[Header] = ()) -> None:
         """Send one dead letter (not blocking). Raises ``RecoverableError`` if the producer
         refuses it at once (no metadata for the topic in time, for example)."""
+        reason = short_reason(reason)
         logger.warning(
             "%s[%d]@%d is a dead letter: %s", record.topic, record.partition, record.offset, reason
         )
         try:
-            future = self._send(record, reason, record.value)
+            future = self._send(record, reason, record.value, extra)
         except MessageSizeTooLargeError:  # kafka-python 3 refuses it before sending
-            future = self._send_without_value(record, reason)
-        self._pending.append(_Pending(record, reason, future))
+            future = self._send_without_value(record, reason, extra)
+        self._pending.append(_Pending(record, reason, future, extra))
 
     def _send(
         self, record: Record, reason: str, value: bytes | None, extra: Sequence[Header] = ()
     ) -> Any:
-        headers = list(record.headers or ()) + dead_letter_headers(record, self.cluster, reason)
+        headers = _safe_headers(record.headers) + dead_letter_headers(record, self.cluster, reason)
         if value is None and record.key is None:
             value = b""  # Kafka needs a key or a value; the reason header says what it was
         try:
@@ -104,7 +136,7 @@ class DeadLetters:
         too_large = [p for p in pending if _too_large(p.future)]
         if too_large:
             retried = [
-                _Pending(p.record, p.reason, self._send_without_value(p.record, p.reason))
+                _Pending(p.record, p.reason, self._send_without_value(p.record, p.reason, p.extra))
                 for p in too_large
             ]
             confirmed += self._wait(retried)
@@ -120,14 +152,15 @@ class DeadLetters:
         self.sent += len(pending)
         return confirmed
 
-    def _send_without_value(self, record: Record, reason: str) -> Any:
+    def _send_without_value(self, record: Record, reason: str, extra: Sequence[Header] = ()) -> Any:
         size = len(record.value or b"")
         logger.warning(
             "%s[%d]@%d: value of %d bytes is too large for %r; dead letter sent without it",
             record.topic, record.partition, record.offset, size, self.topic,
         )  # fmt: skip
         try:
-            return self._send(record, reason, b"", [("workers.value_dropped", str(size).encode())])
+            dropped = ("workers.value_dropped", str(size).encode())
+            return self._send(record, reason, b"", [*extra, dropped])
         except MessageSizeTooLargeError as exc:  # the key or headers alone are too large
             raise RecoverableError(
                 f"{record.topic}[{record.partition}]@{record.offset}: cannot dead-letter even "

@@ -16,9 +16,10 @@ from kafka.errors import KafkaError
 from workers.config import PipelineConfig, Settings
 from workers.connections import Connections, connections_for
 from workers.deadletter import DeadLetters
-from workers.exceptions import RecoverableError
+from workers.exceptions import ConfigError, RecoverableError
 from workers.keys import Space
 from workers.leases import Owner, RedisLeases
+from workers.ledger import RedisLedger
 from workers.offsets import RedisOffsetStore
 from workers.pipeline import CeleryDispatcher
 from workers.puller import Puller, Summary
@@ -40,6 +41,46 @@ def slots_for(connections: Connections, pipeline: PipelineConfig) -> Slots:
     pending_ttl = max(60.0, 6 * settings.supervise_interval)
     space = space_for(settings, pipeline)
     return Slots(connections.redis(), space, pipeline.lease_ttl_seconds, pending_ttl)
+
+
+def redrive_budget(app: Any, pipeline: PipelineConfig) -> float:
+    """Seconds a batch's stages have to finish it before it is handed off again: the
+    pipeline's ``redrive_seconds``, or twice the sum of its stages' hard time limits (the
+    stages running one after another, and as long again waiting in queues). Raises
+    ``ConfigError`` when a stage has no time limit to derive it from."""
+    if pipeline.redrive_seconds is not None:
+        return pipeline.redrive_seconds
+    total = 0.0
+    for name in pipeline.tasks:
+        task = app.tasks.get(name)
+        limit = getattr(task, "time_limit", None) or app.conf.task_time_limit
+        if not limit:
+            raise ConfigError(
+                f"workers_pipelines.{pipeline.name}.redrive_seconds",
+                None,
+                f"seconds, because stage {name!r} has no time_limit to derive it from (give "
+                "the task a time_limit, set task_time_limit, or set redrive_seconds)",
+            )
+        total += float(limit)
+    return 2 * total
+
+
+def check_stages(app: Any, settings: Settings) -> None:
+    """At worker start: every pipeline's budget can be derived, and every stage registered
+    here runs on ``workers.stage.Stage`` (a plain task would never finish its batches)."""
+    from workers.stage import Stage
+
+    for pipeline in settings.pipelines.values():
+        redrive_budget(app, pipeline)
+        for i, name in enumerate(pipeline.tasks):
+            task = app.tasks.get(name)
+            if task is not None and not isinstance(task, Stage):
+                raise ConfigError(
+                    f"workers_pipelines.{pipeline.name}.tasks[{i}]",
+                    name,
+                    "a task declared with @workers.stage.stage or base=workers.stage.Stage "
+                    "(it finishes batches in the ledger; see 'Writing your own stage')",
+                )
 
 
 @contextmanager
@@ -75,6 +116,8 @@ def pulling(
             pipeline,
             space=space_for(settings, pipeline),
             store=RedisOffsetStore(client, ttl=settings.redis.offset_ttl_seconds),
+            ledger=RedisLedger(client, ttl=settings.redis.offset_ttl_seconds),
+            budget=redrive_budget(app, pipeline),
             leases=RedisLeases(
                 client, Owner.current(task), pipeline.lease_ttl_seconds, token=token
             ),

@@ -1,7 +1,8 @@
 """Every Redis key name the package uses, built in one function.
 
 Keys of one (cluster, group, topic) share a Redis Cluster hash tag, so one Lua script may
-touch all of them (offsets, reset generations, leases, fencing epochs, members).
+touch all of them (offsets, reset generations, leases, the in-flight ledger, fencing epochs,
+members).
 """
 
 from __future__ import annotations
@@ -9,13 +10,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-Kind = Literal["offsets", "generations", "lease", "epochs", "members", "skipped", "slot", "stats"]
-# Kinds with one key per partition (lease) or per consumer slot (slot).
-_NUMBERED = ("lease", "slot")
+Kind = Literal[
+    "offsets", "generations", "lease", "ledger", "epochs", "members", "skipped", "slot", "stats"
+]
+# Kinds with one key per partition (lease, ledger) or per consumer slot (slot).
+_NUMBERED = ("lease", "ledger", "slot")
 
 
 def key(prefix: str, kind: Kind, cluster: str, group: str, topic: str, partition: int = -1) -> str:
-    """The one key builder. ``partition`` numbers lease keys (partition) and slot keys (slot)."""
+    """The one key builder. ``partition`` numbers lease and ledger keys (partition) and slot
+    keys (slot)."""
     tag = "{" + f"{cluster}/{group}/{topic}" + "}"
     name = f"{prefix}:{kind}:{tag}"
     return f"{name}:{partition}" if kind in _NUMBERED else name

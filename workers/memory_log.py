@@ -89,6 +89,7 @@ class MemoryConsumer:
     def __init__(self, log: MemoryLog) -> None:
         self.log = log
         self._positions: dict[TopicPartition, int | None] = {}
+        self._paused: set[TopicPartition] = set()
         self.closed = False
 
     def partitions_for_topic(self, topic: str) -> set[int] | None:
@@ -96,6 +97,16 @@ class MemoryConsumer:
 
     def assign(self, partitions: Sequence[TopicPartition]) -> None:
         self._positions = {tp: self._positions.get(tp) for tp in partitions}
+        self._paused &= set(partitions)
+
+    def pause(self, *partitions: TopicPartition) -> None:
+        self._paused.update(tp for tp in partitions if tp in self._positions)
+
+    def resume(self, *partitions: TopicPartition) -> None:
+        self._paused.difference_update(partitions)
+
+    def paused(self) -> set[TopicPartition]:
+        return set(self._paused)
 
     def assignment(self) -> set[TopicPartition]:
         return set(self._positions)
@@ -117,7 +128,7 @@ class MemoryConsumer:
         budget = max_records if max_records is not None else 500
         out: dict[TopicPartition, list[MemoryRecord]] = {}
         for tp, position in self._positions.items():
-            if position is None or budget <= 0:
+            if position is None or budget <= 0 or tp in self._paused:
                 continue
             part = self.log.partition(tp.topic, tp.partition)
             if position < part.start or position > part.end:

@@ -1,6 +1,7 @@
 """The offset store: one position per (cluster, group, topic, partition) in Redis.
 
-An offset is always the *next* record to read: after handing off offset N, store N + 1.
+An offset is always the *next* record to read: once the pipeline has finished offset N (and
+everything before it), N + 1 is stored; ``workers.ledger`` moves it as batches finish.
 Writes are fenced by one Lua script per call: a partition is written only while the caller
 holds its lease (same owner token and lease epoch) and only if no reset happened since the
 caller read it (same generation); a plain commit never moves an offset backwards.
@@ -85,13 +86,16 @@ class OffsetStore(Protocol):
         """Records skipped per partition by the out-of-range policy, since the store began."""
 
 
-# KEYS: offsets, generations, then one lease key per partition; ARGV: token, mode, ttl, then
-# (partition, offset, epoch, generation) per partition, in the order of the lease keys.
+# KEYS: offsets, generations, then one lease key per partition, then one ledger key per
+# partition; ARGV: token, mode, ttl, then (partition, offset, epoch, generation) per partition,
+# in the order of the lease keys. An init or repair starts the partition's books afresh: the
+# in-flight ledger (``workers.ledger``) described records of another position.
 _COMMIT = """
 local token, mode, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local out = {}
 local wrote = false
-for i = 3, #KEYS do
+local n = (#KEYS - 2) / 2
+for i = 3, 2 + n do
   local a = 4 + (i - 3) * 4
   local p, off, epoch, gen = ARGV[a], tonumber(ARGV[a + 1]), ARGV[a + 2], ARGV[a + 3]
   local cur = redis.call('HGET', KEYS[1], p)
@@ -111,6 +115,7 @@ for i = 3, #KEYS do
     status = 'unchanged'
   else
     redis.call('HSET', KEYS[1], p, off)
+    if mode ~= 'advance' then redis.call('DEL', KEYS[i + n]) end
     cur = tostring(off)
     status = 'written'
     wrote = true
@@ -121,7 +126,9 @@ if wrote and ttl > 0 then redis.call('EXPIRE', KEYS[1], ttl) end
 return out
 """
 
-# KEYS: offsets, generations; ARGV: ttl, then (partition, offset) pairs.
+# KEYS: offsets, generations, then one ledger key per partition; ARGV: ttl, then (partition,
+# offset) pairs. A reset drops the partition's batches in flight: their records are read
+# again from the new offset (or were skipped on purpose), and their late finishes change nothing.
 _RESET = """
 local ttl = tonumber(ARGV[1])
 local out = {}
@@ -131,6 +138,7 @@ for a = 2, #ARGV, 2 do
   local gen = redis.call('HGET', KEYS[2], p) or '0'
   redis.call('HSET', KEYS[1], p, ARGV[a + 1])
   redis.call('HINCRBY', KEYS[2], p, 1)
+  redis.call('DEL', KEYS[2 + a / 2])
   table.insert(out, {p, before or false, gen})
 end
 if ttl > 0 then redis.call('EXPIRE', KEYS[1], ttl) end
@@ -184,6 +192,7 @@ class RedisOffsetStore:
             return {}
         keys = [space.key("offsets"), space.key("generations")]
         keys += [space.key("lease", c.partition) for c in checkpoints]
+        keys += [space.key("ledger", c.partition) for c in checkpoints]
         args: list[Any] = [token, mode, self.ttl]
         for c in checkpoints:
             if c.offset < 0:
@@ -197,12 +206,14 @@ class RedisOffsetStore:
         if not offsets:
             return {}
         args: list[Any] = [self.ttl]
+        keys = [space.key("offsets"), space.key("generations")]
         for partition, offset in sorted(offsets.items()):
             if offset < 0:
                 raise OffsetStoreError(f"{space}[{partition}]: offset {offset} is negative")
             args += [partition, offset]
+            keys.append(space.key("ledger", partition))
         with translated(f"reset offsets for {space}"):
-            rows = self._reset(keys=[space.key("offsets"), space.key("generations")], args=args)
+            rows = self._reset(keys=keys, args=args)
         return {int(p): Position(_int(before), int(gen)) for p, before, gen in rows}
 
     def count_skipped(self, space: Space, partition: int, records: int) -> int:

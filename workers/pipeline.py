@@ -1,8 +1,9 @@
 """Hand-off: one Celery chain of the pipeline's tasks per batch, and the backlog it feeds.
 
 The chain's first task receives the batch (a list of JSON message dicts) as its only argument;
-each later task receives what the one before it returned. A batch counts as handed off when
-the Celery broker accepted the message (``apply_async`` returned); only then may offsets move.
+each later task receives what the one before it returned. Every message of the chain carries
+the batch's ticket (``workers.tickets``) in its headers: the first stage counts a start in the
+in-flight ledger and the last one finishes the batch, which is what lets offsets move.
 
 Hand-off is the pull's hot path. The message's ``argsrepr`` (the arguments as logs and
 monitors show them) is a one-line summary of the batch instead of Celery's ``saferepr`` of it;
@@ -27,6 +28,7 @@ from kombu.utils import json as kombu_json
 from workers.codecs import Message, fast_json
 from workers.config import PipelineConfig
 from workers.exceptions import RecoverableError
+from workers.tickets import Ticket
 
 logger = logging.getLogger(__name__)
 
@@ -82,8 +84,9 @@ def summary(batch: Sequence[Message]) -> str:
 class Dispatcher(Protocol):
     """Where batches go. ``CeleryDispatcher`` in production; unit tests record batches."""
 
-    def hand_off(self, batch: Sequence[Message]) -> None:
-        """Return once the batch is accepted; raise ``RecoverableError`` if it was not."""
+    def hand_off(self, batch: Sequence[Message], ticket: Ticket) -> None:
+        """Return once the broker accepted the batch; raise ``RecoverableError`` if it did not.
+        The ticket goes with it, to every stage."""
 
     def backlog(self) -> int | None:
         """Messages waiting in the first task's queue; None if it cannot be told."""
@@ -105,17 +108,20 @@ class CeleryDispatcher:
         queue = self.app.amqp.router.route({}, task)["queue"]
         return str(getattr(queue, "name", queue))
 
-    def signature(self, batch: Sequence[Message]) -> Signature:
-        """The chain for one batch (messages are plain JSON, never pickled)."""
-        first, *rest = self.pipeline.tasks
-        head = self.app.signature(first, args=(list(batch),), **self._options)
-        if not rest:
-            return head
-        return chain(head, *(self.app.signature(name, **self._options) for name in rest))
+    def signature(self, batch: Sequence[Message], ticket: Ticket) -> Signature:
+        """The chain for one batch (messages are plain JSON, never pickled), each stage with
+        the ticket and its position in the chain."""
+        tasks = self.pipeline.tasks
+        stages = [
+            self.app.signature(name, headers=ticket.header(i, len(tasks)), **self._options)
+            for i, name in enumerate(tasks)
+        ]
+        stages[0].args = (list(batch),)
+        return stages[0] if len(stages) == 1 else chain(*stages)
 
-    def hand_off(self, batch: Sequence[Message]) -> None:
+    def hand_off(self, batch: Sequence[Message], ticket: Ticket) -> None:
         try:
-            self.signature(batch).apply_async(argsrepr=summary(batch), **self._publish)
+            self.signature(batch, ticket).apply_async(argsrepr=summary(batch), **self._publish)
         except (KombuError, OSError) as exc:
             raise RecoverableError(
                 f"pipeline {self.pipeline.name!r}: the Celery broker did not accept a batch of "

@@ -43,16 +43,18 @@ def clear() -> None:
 
 
 class StopConsumers(bootsteps.StartStopStep):
-    """Worker bootstep: checks the settings as the worker starts (a bad setting stops it with
-    the ``ConfigError``), and stops consumers before the pool waits for its tasks."""
+    """Worker bootstep: checks the settings and the pipelines' stages as the worker starts (a
+    bad one stops it with the ``ConfigError``), and stops consumers before the pool waits for
+    its tasks."""
 
     requires = ("celery.worker.components:Pool",)
 
     def __init__(self, worker: Any, **kwargs: Any) -> None:
         from workers.config import settings_for
+        from workers.engine import check_stages
 
         super().__init__(worker, **kwargs)
-        settings_for(worker.app)
+        check_stages(worker.app, settings_for(worker.app))
 
     def stop(self, worker: Any) -> None:
         request_stop()

@@ -11,7 +11,12 @@ import redis
 from celery import Celery
 
 from workers.config import PipelineConfig
+from workers.keys import Space
+from workers.ledger import Slice
 from workers.pipeline import CeleryDispatcher
+from workers.tickets import HEADER, Ticket, read
+
+TICKET = Ticket("p", Space("w", "c", "g", "t"), (Slice(0, "b1", 0, 3),), 60_000, 3)
 
 
 @pytest.fixture
@@ -42,7 +47,7 @@ def test_batches_become_json_chains_on_the_queue_and_are_counted(
     empty_before = dispatcher.backlog()
 
     for _ in range(3):
-        dispatcher.hand_off(batch)
+        dispatcher.hand_off(batch, TICKET)
     waiting = dispatcher.backlog()
 
     raw = redis.Redis.from_url(broker_app.conf.broker_url).lindex(queue, 0)
@@ -53,13 +58,15 @@ def test_batches_become_json_chains_on_the_queue_and_are_counted(
     assert message["headers"]["task"] == "alarms.parse"
     assert message["content-type"] == "application/json"  # never pickle
     assert message["properties"]["delivery_info"]["routing_key"] == queue
+    where = read(message["headers"][HEADER])  # the ticket crosses the real broker intact
+    assert where is not None and (where.ticket, where.stage, where.stages) == (TICKET, 0, 2)
 
 
 def test_the_default_queue_is_used_when_the_pipeline_names_none(broker_app: Celery) -> None:
     broker_app.conf.task_default_queue = f"d-{uuid.uuid4().hex[:8]}"
     dispatcher = CeleryDispatcher(broker_app, pipeline(queue=None))
 
-    dispatcher.hand_off([{"id": "c/t/0/0", "value": {}}])
+    dispatcher.hand_off([{"id": "c/t/0/0", "value": {}}], TICKET)
 
     assert dispatcher.queue == broker_app.conf.task_default_queue
     assert dispatcher.backlog() == 1

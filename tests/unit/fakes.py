@@ -14,9 +14,11 @@ from kafka.errors import KafkaTimeoutError
 from workers.connections import Factories
 from workers.exceptions import RecoverableError
 from workers.keys import Space
+from workers.ledger import Ledger
 from workers.memory import MemoryOffsetStore, MemoryState
 from workers.memory_log import MemoryConsumer, MemoryLog, MemoryRecord
 from workers.offsets import Checkpoint, Mode, Outcome
+from workers.tickets import Ticket
 
 
 class FakeClient:
@@ -76,31 +78,52 @@ class ManualClock:
 class RecordingDispatcher:
     """A ``Dispatcher`` that keeps each batch as Celery's json serializer would pass it on.
 
+    With a ``ledger`` it stands for a pipeline too: each batch is finished in the ledger as
+    soon as it is handed off, unless ``finish`` is False (then ``finish_all()`` or
+    ``finish_batch(n)`` do it later, as a slow pipeline would, and lost batches are left).
     ``fail_on`` holds hand-off numbers (1-based, counting attempts) that raise
-    ``RecoverableError``; ``on_hand_off(n)`` runs after hand-off ``n`` was accepted and before
-    the puller commits (to change the world mid-cycle); ``backlog()`` returns ``waiting``.
+    ``RecoverableError``; ``on_hand_off(n)`` runs after hand-off ``n`` was accepted (to change
+    the world mid-cycle); ``backlog()`` returns ``waiting``.
     """
 
     def __init__(
         self,
         *,
+        ledger: Ledger | None = None,
+        finish: bool = True,
         fail_on: Iterable[int] = (),
         on_hand_off: Callable[[int], None] | None = None,
         waiting: int | None = 0,
     ) -> None:
         self.batches: list[list[dict[str, Any]]] = []
+        self.tickets: list[Ticket] = []
         self.attempts = 0
+        self.ledger = ledger
+        self.finish = finish
         self.fail_on = set(fail_on)
         self.on_hand_off = on_hand_off
         self.waiting = waiting
 
-    def hand_off(self, batch: Sequence[dict[str, Any]]) -> None:
+    def hand_off(self, batch: Sequence[dict[str, Any]], ticket: Ticket) -> None:
         self.attempts += 1
         if self.attempts in self.fail_on:
             raise RecoverableError(f"broker refused hand-off {self.attempts}")
         self.batches.append(json.loads(json.dumps(list(batch))))
+        self.tickets.append(ticket)
+        if self.ledger is not None and self.finish:
+            self.ledger.finish(ticket.space, ticket.slices)
         if self.on_hand_off is not None:
             self.on_hand_off(self.attempts)
+
+    def finish_batch(self, n: int) -> None:
+        """Finish the ``n``-th batch handed off (0-based), as its last stage would."""
+        assert self.ledger is not None
+        ticket = self.tickets[n]
+        self.ledger.finish(ticket.space, ticket.slices)
+
+    def finish_all(self) -> None:
+        for n in range(len(self.tickets)):
+            self.finish_batch(n)
 
     def backlog(self) -> int | None:
         return self.waiting

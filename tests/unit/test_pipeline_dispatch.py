@@ -13,10 +13,18 @@ from kombu.exceptions import OperationalError
 from workers.codecs import fast_json
 from workers.config import PipelineConfig
 from workers.exceptions import RecoverableError
+from workers.keys import Space
+from workers.ledger import Slice
 from workers.pipeline import FAST_JSON, PUBLISH_RETRY, CeleryDispatcher, summary
+from workers.tickets import HEADER, Ticket, read
 
 TASKS = ("alarms.parse", "alarms.build", "alarms.publish")
 BATCH = [{"id": "common/events/0/0", "value": {"n": 0}}, {"id": "common/events/0/1", "value": {}}]
+TICKET = Ticket("alarms", Space("w", "common", "g1", "events"), (Slice(0, "b1", 0, 2),), 60_000, 3)
+
+
+def headers(stages: int) -> list[dict[str, Any]]:
+    return [TICKET.header(i, stages) for i in range(stages)]
 
 
 def pipeline(tasks: tuple[str, ...] = TASKS, queue: str | None = None) -> PipelineConfig:
@@ -50,31 +58,37 @@ def app(routed: str) -> Iterator[Celery]:
 def test_chain_gives_the_batch_to_the_first_task_only(app: Celery) -> None:
     dispatcher = CeleryDispatcher(app, pipeline())
 
-    sig = dispatcher.signature(BATCH)
+    sig = dispatcher.signature(BATCH, TICKET)
 
     assert [t.task for t in sig.tasks] == list(TASKS)
     assert [t.args for t in sig.tasks] == [(BATCH,), (), ()]
     assert [t.kwargs for t in sig.tasks] == [{}, {}, {}]
-    assert [t.options for t in sig.tasks] == [{}, {}, {}]
+    assert [t.options for t in sig.tasks] == [{"headers": h} for h in headers(3)]
     assert sig.tasks[0].args[0] is not BATCH  # a copy: later changes to the batch do not leak
 
 
 def test_single_task_pipeline_is_a_plain_signature(app: Celery) -> None:
     dispatcher = CeleryDispatcher(app, pipeline(tasks=("alarms.parse",)))
 
-    sig = dispatcher.signature(BATCH)
+    sig = dispatcher.signature(BATCH, TICKET)
 
     assert type(sig) is Signature
-    assert (sig.task, sig.args, sig.options) == ("alarms.parse", (BATCH,), {})
+    assert (sig.task, sig.args, sig.options) == (
+        "alarms.parse",
+        (BATCH,),
+        {"headers": headers(1)[0]},
+    )
 
 
 def test_pipeline_queue_is_set_on_every_task(app: Celery) -> None:
     dispatcher = CeleryDispatcher(app, pipeline(queue="fast-lane"))
 
-    sig = dispatcher.signature(BATCH)
+    sig = dispatcher.signature(BATCH, TICKET)
 
     assert dispatcher.queue == "fast-lane"
-    assert [t.options for t in sig.tasks] == [{"queue": "fast-lane"}] * 3
+    assert [t.options for t in sig.tasks] == [
+        {"queue": "fast-lane", "headers": h} for h in headers(3)
+    ]
 
 
 def test_queue_is_taken_from_the_apps_routes(app: Celery, routed: str) -> None:
@@ -92,7 +106,7 @@ def test_unrouted_first_task_uses_the_default_queue(app: Celery) -> None:
 def test_building_a_signature_does_not_connect(app: Celery) -> None:
     dispatcher = CeleryDispatcher(app, pipeline())
 
-    dispatcher.signature(BATCH)
+    dispatcher.signature(BATCH, TICKET)
 
     assert app._pool is None  # no broker connection pool was ever created
 
@@ -111,9 +125,9 @@ def test_hand_off_publishes_with_the_retry_policy(
         first = self.tasks[0] if hasattr(self, "tasks") else self
         calls.append((first.task, first.args, options))
 
-    monkeypatch.setattr(type(dispatcher.signature([])), "apply_async", apply_async)
+    monkeypatch.setattr(type(dispatcher.signature([], TICKET)), "apply_async", apply_async)
 
-    dispatcher.hand_off(BATCH)
+    dispatcher.hand_off(BATCH, TICKET)
 
     fast = {"serializer": FAST_JSON} if fast_json is not None else {}
     options = {"retry": True, "retry_policy": PUBLISH_RETRY, "argsrepr": summary(BATCH), **fast}
@@ -133,10 +147,10 @@ def test_broker_errors_become_recoverable(
     def apply_async(self: Signature, *args: Any, **options: Any) -> None:
         raise error
 
-    monkeypatch.setattr(type(dispatcher.signature([])), "apply_async", apply_async)
+    monkeypatch.setattr(type(dispatcher.signature([], TICKET)), "apply_async", apply_async)
 
     with pytest.raises(RecoverableError) as failure:
-        dispatcher.hand_off(BATCH)
+        dispatcher.hand_off(BATCH, TICKET)
 
     assert str(failure.value) == (
         f"pipeline 'alarms': the Celery broker did not accept a batch of 2 records: {error!r}"
@@ -152,10 +166,10 @@ def test_other_errors_are_not_disguised_as_recoverable(
     def apply_async(self: Signature, *args: Any, **options: Any) -> None:
         raise TypeError("cannot serialize")
 
-    monkeypatch.setattr(type(dispatcher.signature([])), "apply_async", apply_async)
+    monkeypatch.setattr(type(dispatcher.signature([], TICKET)), "apply_async", apply_async)
 
     with pytest.raises(TypeError, match="cannot serialize"):
-        dispatcher.hand_off(BATCH)
+        dispatcher.hand_off(BATCH, TICKET)
 
 
 # -- on the in-process memory transport ---------------------------------------------------------
@@ -167,8 +181,8 @@ def test_hand_off_publishes_one_json_message_per_batch_and_backlog_counts_them(
     dispatcher = CeleryDispatcher(app, pipeline())
     before = dispatcher.backlog()  # the queue was never declared: empty
 
-    dispatcher.hand_off(BATCH)
-    dispatcher.hand_off(BATCH[:1])
+    dispatcher.hand_off(BATCH, TICKET)
+    dispatcher.hand_off(BATCH[:1], TICKET)
 
     assert before == 0
     assert dispatcher.backlog() == 2
@@ -180,3 +194,10 @@ def test_hand_off_publishes_one_json_message_per_batch_and_backlog_counts_them(
     assert message.headers["task"] == "alarms.parse"
     assert (args, kwargs) == ([BATCH], {})
     assert [link["task"] for link in embed["chain"]] == ["alarms.publish", "alarms.build"]
+    # Every stage carries the ticket with its own position: first counts, last finishes.
+    where = read(message.headers[HEADER])
+    links = [read(link["options"]["headers"][HEADER]) for link in embed["chain"]]
+    assert (
+        where is not None and where.ticket == TICKET and (where.first, where.last) == (True, False)
+    )
+    assert [(x.stage, x.last) for x in links if x is not None] == [(2, True), (1, False)]

@@ -17,7 +17,7 @@ from workers.deadletter import DeadLetters
 from workers.exceptions import RecoverableError
 from workers.keys import Space
 from workers.leases import Owner
-from workers.memory import MemoryLeases, MemoryOffsetStore, MemoryState
+from workers.memory import MemoryLeases, MemoryLedger, MemoryOffsetStore, MemoryState
 from workers.memory_log import MemoryConsumer, MemoryLog
 from workers.memory_producer import MemoryProducer
 from workers.offsets import Mode, Position
@@ -53,8 +53,13 @@ class World:
     clock: ManualClock
     state: MemoryState
     store: MemoryOffsetStore
+    ledger: MemoryLedger
     log: MemoryLog
     producer: MemoryProducer
+
+    def dispatcher(self, **options: Any) -> RecordingDispatcher:
+        """A dispatcher whose pipeline finishes each batch at once (unless ``finish=False``)."""
+        return RecordingDispatcher(ledger=self.ledger, **options)
 
     def puller(
         self,
@@ -65,14 +70,17 @@ class World:
         token: str = "owner-a",
         until_caught_up: bool = True,
         stopping: Callable[[], bool] = lambda: False,
+        budget: float = 60.0,
     ) -> Puller:
         return Puller(
             config,
             space=SPACE,
             store=self.store,
+            ledger=self.ledger,
+            budget=budget,
             leases=MemoryLeases(self.state, Owner("h", 1), config.lease_ttl_seconds, token=token),
             consumer=consumer or MemoryConsumer(self.log),
-            dispatcher=dispatcher or RecordingDispatcher(),
+            dispatcher=dispatcher or self.dispatcher(),
             dead_letters=DeadLetters(lambda: self.producer, "common", DLQ, timeout=1.0),
             clock=self.clock,
             stopping=stopping,
@@ -106,7 +114,9 @@ def world() -> World:
     state = MemoryState(clock=clock)
     log = MemoryLog()
     log.create_topic(TOPIC, 3)
-    return World(clock, state, MemoryOffsetStore(state), log, MemoryProducer(log))
+    return World(
+        clock, state, MemoryOffsetStore(state), MemoryLedger(state), log, MemoryProducer(log)
+    )
 
 
 def sizes(dispatcher: RecordingDispatcher) -> list[int]:
@@ -123,7 +133,7 @@ def offsets(dispatcher: RecordingDispatcher, partition: int) -> list[int]:
 def test_every_record_of_every_partition_is_delivered_once_in_order(world: World) -> None:
     for p, count in ((0, 4), (1, 3), (2, 5)):
         world.fill(p, count)
-    dispatcher = RecordingDispatcher()
+    dispatcher = world.dispatcher()
     puller = world.puller(pipeline(batch_size=5), dispatcher=dispatcher)
 
     summary = puller.cycle()
@@ -144,7 +154,10 @@ def test_every_record_of_every_partition_is_delivered_once_in_order(world: World
             for p in (0, 1, 2)
             for r in world.log.partition(TOPIC, p).records
         ),
-        "committed": {"0": 4, "1": 3, "2": 5},
+        "redriven": 0,
+        "split": 0,
+        "abandoned": 0,
+        "reached": {"0": 4, "1": 3, "2": 5},
         "stopped_by": "caught_up",
         "seconds": 0.0,
     }
@@ -152,7 +165,7 @@ def test_every_record_of_every_partition_is_delivered_once_in_order(world: World
 
 def test_messages_carry_the_record_and_its_id(world: World) -> None:
     world.fill(1, 1)
-    dispatcher = RecordingDispatcher()
+    dispatcher = world.dispatcher()
 
     world.puller(dispatcher=dispatcher).cycle()
 
@@ -172,7 +185,7 @@ def test_messages_carry_the_record_and_its_id(world: World) -> None:
 
 def test_batch_max_bytes_closes_a_batch_before_batch_size(world: World) -> None:
     world.fill(0, 7, size=20)  # 22 bytes a record with its key
-    dispatcher = RecordingDispatcher()
+    dispatcher = world.dispatcher()
     puller = world.puller(pipeline(batch_size=100, batch_max_bytes=60), dispatcher=dispatcher)
 
     summary = puller.cycle()
@@ -183,7 +196,7 @@ def test_batch_max_bytes_closes_a_batch_before_batch_size(world: World) -> None:
 
 def test_start_policy_latest_skips_what_was_there_before(world: World) -> None:
     world.fill(0, 3)
-    dispatcher = RecordingDispatcher()
+    dispatcher = world.dispatcher()
     puller = world.puller(pipeline(start=StartPolicy("latest")), dispatcher=dispatcher)
 
     first = puller.cycle()
@@ -200,7 +213,7 @@ def test_start_policy_latest_skips_what_was_there_before(world: World) -> None:
 
 def test_max_records_stops_and_the_next_cycle_continues_where_it_committed(world: World) -> None:
     world.fill(0, 10)
-    dispatcher = RecordingDispatcher()
+    dispatcher = world.dispatcher()
     puller = world.puller(pipeline(max_records=4), dispatcher=dispatcher)
 
     first = puller.cycle()
@@ -208,10 +221,10 @@ def test_max_records_stops_and_the_next_cycle_continues_where_it_committed(world
     second = puller.cycle()
     third = puller.cycle()
 
-    assert (first.stopped_by, first.records, first.committed) == ("max_records", 4, {0: 4})
+    assert (first.stopped_by, first.records, first.reached) == ("max_records", 4, {0: 4})
     assert stored_after_first == 4
-    assert (second.stopped_by, second.committed) == ("max_records", {0: 8})
-    assert (third.stopped_by, third.records, third.committed) == ("caught_up", 2, {0: 10})
+    assert (second.stopped_by, second.reached) == ("max_records", {0: 8})
+    assert (third.stopped_by, third.records, third.reached) == ("caught_up", 2, {0: 10})
     assert sizes(dispatcher) == [3, 1, 3, 1, 2]
     assert offsets(dispatcher, 0) == list(range(10))
 
@@ -219,7 +232,7 @@ def test_max_records_stops_and_the_next_cycle_continues_where_it_committed(world
 def test_max_bytes_stops_between_polls(world: World) -> None:
     world.fill(0, 10, size=20)  # 22 bytes a record with its key
     consumer = PagedConsumer(world.log, max_poll_records=2)
-    dispatcher = RecordingDispatcher()
+    dispatcher = world.dispatcher()
     puller = world.puller(pipeline(max_bytes=60), dispatcher=dispatcher, consumer=consumer)
 
     summary = puller.cycle()
@@ -232,7 +245,7 @@ def test_max_bytes_stops_between_polls(world: World) -> None:
 def test_max_seconds_stops_between_polls(world: World) -> None:
     world.fill(0, 20)
     consumer = PagedConsumer(world.log, max_poll_records=2, clock=world.clock, poll_seconds=1.0)
-    dispatcher = RecordingDispatcher()
+    dispatcher = world.dispatcher()
     puller = world.puller(pipeline(max_seconds=2.5), dispatcher=dispatcher, consumer=consumer)
 
     summary = puller.cycle()
@@ -267,7 +280,7 @@ def test_long_lived_mode_hands_off_a_partial_batch_when_a_poll_is_empty(world: W
     consumer = PagedConsumer(
         world.log, clock=world.clock, poll_seconds=1.0, before_poll=before_poll
     )
-    dispatcher = RecordingDispatcher()
+    dispatcher = world.dispatcher()
     puller = world.puller(
         pipeline(batch_size=10, max_seconds=3.0),
         dispatcher=dispatcher,
@@ -286,7 +299,7 @@ def test_long_lived_mode_hands_off_a_partial_batch_when_a_poll_is_empty(world: W
 def test_stop_request_ends_the_cycle_after_committing(world: World) -> None:
     world.fill(0, 10)
     consumer = PagedConsumer(world.log, max_poll_records=4)
-    dispatcher = RecordingDispatcher()
+    dispatcher = world.dispatcher()
     puller = world.puller(
         dispatcher=dispatcher, consumer=consumer, stopping=lambda: consumer.polls >= 1
     )
@@ -301,11 +314,11 @@ def test_stop_request_ends_the_cycle_after_committing(world: World) -> None:
 # -- hand-off failures --------------------------------------------------------------------------
 
 
-def test_failed_hand_off_commits_earlier_batches_and_the_next_cycle_redelivers(
+def test_failed_hand_off_keeps_its_batch_in_the_ledger_and_the_next_cycle_redrives_it(
     world: World,
 ) -> None:
     world.fill(0, 10)
-    dispatcher = RecordingDispatcher(fail_on={3})
+    dispatcher = world.dispatcher(fail_on={3})
     puller = world.puller(dispatcher=dispatcher)
 
     with pytest.raises(RecoverableError, match="broker refused hand-off 3"):
@@ -314,15 +327,22 @@ def test_failed_hand_off_commits_earlier_batches_and_the_next_cycle_redelivers(
     retry = puller.cycle()
 
     assert stored_after_failure == 6
-    assert offsets(dispatcher, 0) == list(range(10))  # 0-5, then 6-9 after the failure
-    assert (retry.stopped_by, retry.records, retry.committed) == ("caught_up", 4, {0: 10})
+    # 0-5, then 6-8 again (re-driven at once, not at its due time), then 9.
+    assert offsets(dispatcher, 0) == list(range(10))
+    assert (retry.stopped_by, retry.redriven, retry.records, retry.reached) == (
+        "caught_up",
+        1,
+        1,
+        {0: 10},
+    )
+    assert world.stored()[0] == 10
 
 
 def test_failed_hand_off_leaves_other_partitions_where_they_were_committed(world: World) -> None:
     world.fill(0, 2)
     world.fill(1, 2)
     world.fill(2, 2)
-    dispatcher = RecordingDispatcher(fail_on={2})
+    dispatcher = world.dispatcher(fail_on={2})
     puller = world.puller(pipeline(batch_size=2), dispatcher=dispatcher)
 
     with pytest.raises(RecoverableError):
@@ -343,7 +363,7 @@ def test_bad_records_go_to_the_dead_letter_topic_and_offsets_move_past_them(
     world.log.append(TOPIC, 0, b'{"ok": 2}')
     world.log.append(TOPIC, 1, b"")  # partition 1 holds only bad records
     world.log.append(TOPIC, 1, None, key=b"gone")
-    dispatcher = RecordingDispatcher()
+    dispatcher = world.dispatcher()
     puller = world.puller(pipeline(batch_size=10), dispatcher=dispatcher)
 
     summary = puller.cycle()
@@ -361,13 +381,13 @@ def test_bad_records_go_to_the_dead_letter_topic_and_offsets_move_past_them(
 def test_partition_of_only_bad_records_is_committed_without_a_hand_off(world: World) -> None:
     world.log.append(TOPIC, 2, b"not json")
     world.log.append(TOPIC, 2, b"42")
-    dispatcher = RecordingDispatcher()
+    dispatcher = world.dispatcher()
     puller = world.puller(dispatcher=dispatcher)
 
     summary = puller.cycle()
 
     assert dispatcher.attempts == 0
-    assert (summary.batches, summary.dead_lettered, summary.committed) == (0, 2, {2: 2})
+    assert (summary.batches, summary.dead_lettered, summary.reached) == (0, 2, {2: 2})
     assert world.stored() == {0: 0, 1: 0, 2: 2}
     assert [(p, o) for p, o, _ in world.dead_letters()] == [(b"2", b"0"), (b"2", b"1")]
 
@@ -395,7 +415,7 @@ def test_next_cycle_dead_letters_the_record_once_the_producer_heals(world: World
     world.log.append(TOPIC, 0, b'{"ok": 1}')
     world.log.append(TOPIC, 0, b"[1]")
     world.producer.broken = KafkaTimeoutError("broker down")
-    dispatcher = RecordingDispatcher()
+    dispatcher = world.dispatcher()
     puller = world.puller(pipeline(batch_size=10), dispatcher=dispatcher)
     with pytest.raises(RecoverableError):
         puller.cycle()
@@ -405,8 +425,8 @@ def test_next_cycle_dead_letters_the_record_once_the_producer_heals(world: World
     summary = puller.cycle()  # the failed letter is not resent: the record comes back instead
 
     assert stored_after_failure == 0
-    assert dispatcher.delivered == [(0, 0), (0, 0)]  # at least once: handed off again
-    assert (summary.records, summary.dead_lettered, summary.committed) == (2, 1, {0: 2})
+    assert dispatcher.delivered == [(0, 0)]  # nothing was handed off before the letter failed
+    assert (summary.records, summary.dead_lettered, summary.reached) == (2, 1, {0: 2})
     assert world.dead_letters() == [(b"0", b"1", b"value is a JSON array; expected a JSON object")]
     assert puller.dead_letters.sent == 1
 
@@ -436,7 +456,7 @@ def test_backlog_over_the_limit_stops_after_committing_what_was_handed_off(
         if n == 2:
             dispatcher.waiting = 10_000
 
-    dispatcher = RecordingDispatcher(on_hand_off=fill_queue)
+    dispatcher = world.dispatcher(on_hand_off=fill_queue)
     puller = world.puller(pipeline(batch_size=2, max_queue_length=100), dispatcher=dispatcher)
 
     summary = puller.cycle()
@@ -447,7 +467,7 @@ def test_backlog_over_the_limit_stops_after_committing_what_was_handed_off(
 
 def test_full_queue_stops_the_cycle_before_reading(world: World) -> None:
     world.fill(0, 10)
-    dispatcher = RecordingDispatcher(waiting=101)
+    dispatcher = world.dispatcher(waiting=101)
     puller = world.puller(pipeline(max_queue_length=100), dispatcher=dispatcher)
 
     summary = puller.cycle()
@@ -459,7 +479,7 @@ def test_full_queue_stops_the_cycle_before_reading(world: World) -> None:
 @pytest.mark.parametrize("waiting", [None, 100])
 def test_unknown_or_tolerable_backlog_does_not_stop(world: World, waiting: int | None) -> None:
     world.fill(0, 10)
-    dispatcher = RecordingDispatcher(waiting=waiting)
+    dispatcher = world.dispatcher(waiting=waiting)
     puller = world.puller(pipeline(max_queue_length=100), dispatcher=dispatcher)
 
     summary = puller.cycle()
@@ -483,19 +503,19 @@ def test_lost_lease_refuses_the_commit_and_ends_the_cycle(world: World, how: str
         world.fill(p, 2)
 
     def lose(n: int) -> None:
-        if n == 2 and how == "stolen":  # while partition 1's batch is in flight
+        if n == 1 and how == "stolen":  # before partition 1's batch is recorded
             steal(world, 1)
-        elif n == 2:
+        elif n == 1:
             world.clock.advance(30.0)
 
-    dispatcher = RecordingDispatcher(on_hand_off=lose)
+    dispatcher = world.dispatcher(on_hand_off=lose)
     puller = world.puller(pipeline(batch_size=2), dispatcher=dispatcher)
 
     summary = puller.cycle()
 
-    assert (summary.stopped_by, summary.committed) == ("lease_lost", {0: 2})
+    assert (summary.stopped_by, summary.reached) == ("lease_lost", {0: 2})
     assert world.stored() == {0: 2, 1: 0, 2: 0}
-    assert dispatcher.delivered == [(0, 0), (0, 1), (1, 0), (1, 1)]
+    assert dispatcher.delivered == [(0, 0), (0, 1)]  # partition 1's records were not sent
 
 
 def test_operator_reset_mid_cycle_wins_and_the_next_cycle_follows_it(world: World) -> None:
@@ -503,20 +523,20 @@ def test_operator_reset_mid_cycle_wins_and_the_next_cycle_follows_it(world: Worl
         world.fill(p, 2)
 
     def reset(n: int) -> None:
-        if n == 2:
+        if n == 1:  # before partition 1's batch is recorded
             world.store.reset(SPACE, {1: 1})
 
-    dispatcher = RecordingDispatcher(on_hand_off=reset)
+    dispatcher = world.dispatcher(on_hand_off=reset)
     puller = world.puller(pipeline(batch_size=2), dispatcher=dispatcher)
 
     first = puller.cycle()
     after_reset = world.store.read(SPACE, [1])[1]
     second = puller.cycle()
 
-    assert (first.stopped_by, first.committed) == ("reset", {0: 2})
+    assert (first.stopped_by, first.reached) == ("reset", {0: 2})
     assert after_reset == Position(1, 1)
-    assert (second.stopped_by, second.committed) == ("caught_up", {1: 2, 2: 2})
-    assert dispatcher.delivered == [(0, 0), (0, 1), (1, 0), (1, 1), (1, 1), (2, 0), (2, 1)]
+    assert (second.stopped_by, second.reached) == ("caught_up", {1: 2, 2: 2})
+    assert dispatcher.delivered == [(0, 0), (0, 1), (1, 1), (2, 0), (2, 1)]
     assert world.store.stored(SPACE) == {0: Position(2, 0), 1: Position(2, 1), 2: Position(2, 0)}
 
 
@@ -525,7 +545,7 @@ def test_operator_reset_mid_cycle_wins_and_the_next_cycle_follows_it(world: Worl
 
 def test_offset_removed_by_retention_is_repaired_and_counted(world: World) -> None:
     world.fill(0, 10)
-    dispatcher = RecordingDispatcher()
+    dispatcher = world.dispatcher()
     puller = world.puller(pipeline(max_records=3), dispatcher=dispatcher)
     puller.cycle()
     world.log.trim(TOPIC, 0, 6)
@@ -534,7 +554,7 @@ def test_offset_removed_by_retention_is_repaired_and_counted(world: World) -> No
 
     assert world.store.skipped(SPACE) == {0: 3}
     assert offsets(dispatcher, 0) == [0, 1, 2, 6, 7, 8]
-    assert (summary.stopped_by, summary.committed) == ("max_records", {0: 9})
+    assert (summary.stopped_by, summary.reached) == ("max_records", {0: 9})
 
 
 def test_offset_out_of_range_during_a_cycle_is_repaired(world: World) -> None:
@@ -546,14 +566,14 @@ def test_offset_out_of_range_during_a_cycle_is_repaired(world: World) -> None:
             world.log.trim(TOPIC, 0, 15)
 
     consumer = PagedConsumer(world.log, before_poll=retention)
-    dispatcher = RecordingDispatcher()
+    dispatcher = world.dispatcher()
     puller = world.puller(pipeline(batch_size=5), dispatcher=dispatcher, consumer=consumer)
 
     summary = puller.cycle()
 
     assert offsets(dispatcher, 0) == [*range(10), *range(15, 20)]
     assert world.store.skipped(SPACE) == {0: 5}
-    assert (summary.stopped_by, summary.records, summary.committed) == ("caught_up", 15, {0: 20})
+    assert (summary.stopped_by, summary.records, summary.reached) == ("caught_up", 15, {0: 20})
     assert world.stored()[0] == 20
 
 
@@ -566,7 +586,7 @@ def test_summary_reports_an_offset_moved_by_repair_during_a_cycle(world: World) 
             world.log.trim(TOPIC, 0, 15)
 
     consumer = PagedConsumer(world.log, before_poll=retention)
-    dispatcher = RecordingDispatcher()
+    dispatcher = world.dispatcher()
     puller = world.puller(
         pipeline(batch_size=5, out_of_range="latest"), dispatcher=dispatcher, consumer=consumer
     )
@@ -575,7 +595,7 @@ def test_summary_reports_an_offset_moved_by_repair_during_a_cycle(world: World) 
 
     assert offsets(dispatcher, 0) == list(range(10))  # "latest" skips 10-19
     assert world.store.skipped(SPACE) == {0: 10}
-    assert (summary.stopped_by, summary.records, summary.committed) == ("caught_up", 10, {0: 20})
+    assert (summary.stopped_by, summary.records, summary.reached) == ("caught_up", 10, {0: 20})
     assert world.stored()[0] == 20
 
 
@@ -593,7 +613,7 @@ def test_lease_lost_when_repairing_out_of_range_ends_the_cycle(world: World) -> 
 
     summary = puller.cycle()
 
-    assert (summary.stopped_by, summary.committed) == ("lease_lost", {0: 10})
+    assert (summary.stopped_by, summary.reached) == ("lease_lost", {0: 10})
     assert world.stored()[0] == 10
     assert world.store.skipped(SPACE) == {}
 
@@ -616,7 +636,7 @@ def test_operator_reset_refusing_an_out_of_range_repair_ends_the_cycle(world: Wo
 
     summary = puller.cycle()
 
-    assert (summary.stopped_by, summary.committed) == ("reset", {0: 10})
+    assert (summary.stopped_by, summary.reached) == ("reset", {0: 10})
     assert world.store.read(SPACE, [0])[0] == Position(17, 1)
     assert world.store.skipped(SPACE) == {}
 
@@ -624,7 +644,7 @@ def test_operator_reset_refusing_an_out_of_range_repair_ends_the_cycle(world: Wo
 def test_offset_past_the_end_is_moved_back_by_policy(world: World) -> None:
     world.fill(0, 4)
     world.store.reset(SPACE, {0: 50})
-    dispatcher = RecordingDispatcher()
+    dispatcher = world.dispatcher()
     puller = world.puller(dispatcher=dispatcher)
 
     summary = puller.cycle()
@@ -632,7 +652,7 @@ def test_offset_past_the_end_is_moved_back_by_policy(world: World) -> None:
     assert offsets(dispatcher, 0) == [0, 1, 2, 3]
     assert world.store.read(SPACE, [0])[0] == Position(4, 1)
     assert world.store.skipped(SPACE) == {}
-    assert (summary.stopped_by, summary.committed) == ("caught_up", {0: 4})
+    assert (summary.stopped_by, summary.reached) == ("caught_up", {0: 4})
 
 
 @pytest.mark.parametrize(
@@ -643,7 +663,7 @@ def test_repair_refused_at_the_start_of_a_cycle_ends_it_before_reading(
     world: World, lose: str, stopped_by: str
 ) -> None:
     world.fill(0, 10)
-    dispatcher = RecordingDispatcher()
+    dispatcher = world.dispatcher()
     world.puller(pipeline(max_records=3), dispatcher=dispatcher).cycle()
     world.log.trim(TOPIC, 0, 6)
 
@@ -660,7 +680,7 @@ def test_repair_refused_at_the_start_of_a_cycle_ends_it_before_reading(
     world.store = HookedOffsetStore(world.state, before_commit=refuse)
     summary = world.puller(dispatcher=dispatcher).cycle()
 
-    assert (summary.stopped_by, summary.partitions, summary.committed) == (stopped_by, [], {})
+    assert (summary.stopped_by, summary.partitions, summary.reached) == (stopped_by, [], {})
     assert (summary.records, dispatcher.attempts) == (0, 1)  # only the first cycle's hand-off
     assert world.stored()[0] == (8 if lose == "reset" else 3)
     assert world.store.skipped(SPACE) == {}
@@ -675,7 +695,7 @@ def test_summary_reports_an_offset_moved_by_repair_at_the_start_of_a_cycle(world
     summary = puller.cycle()
 
     assert (world.stored()[0], world.store.skipped(SPACE)) == (10, {0: 7})
-    assert (summary.stopped_by, summary.records, summary.committed) == ("caught_up", 0, {0: 10})
+    assert (summary.stopped_by, summary.records, summary.reached) == ("caught_up", 0, {0: 10})
 
 
 # -- topics and owners --------------------------------------------------------------------------
@@ -697,7 +717,7 @@ def test_topic_without_partitions_raises_topic_missing(world: World, topic: str)
 def test_two_owners_split_the_partitions_and_never_deliver_a_record_twice(
     world: World,
 ) -> None:
-    a_out, b_out = RecordingDispatcher(), RecordingDispatcher()
+    a_out, b_out = world.dispatcher(), world.dispatcher()
     a = world.puller(dispatcher=a_out, token="owner-a")
     b = world.puller(dispatcher=b_out, token="owner-b")
     cycles: list[tuple[str, list[int], str]] = []
@@ -739,7 +759,7 @@ def test_release_frees_the_leases_for_another_owner(world: World) -> None:
 def test_max_partitions_bounds_the_leases_of_one_cycle(world: World) -> None:
     for p in (0, 1, 2):
         world.fill(p, 1)
-    dispatcher = RecordingDispatcher()
+    dispatcher = world.dispatcher()
 
     summary = world.puller(pipeline(max_partitions=1), dispatcher=dispatcher).cycle()
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from kafka import TopicPartition
 
-from tests.unit.fakes import PagedConsumer, RecordingDispatcher
+from tests.unit.fakes import PagedConsumer
 from tests.unit.test_puller import World, offsets, pipeline, world  # noqa: F401 - a fixture
 from workers.memory_log import MemoryLog, MemoryRecord
 
@@ -63,7 +63,7 @@ def stream(world: World, per_poll: int) -> PagedConsumer:  # noqa: F811
 
 def test_beat_cycle_under_a_steady_stream_ends_once_past_the_log_end(world: World) -> None:  # noqa: F811
     world.fill(0, 10)
-    dispatcher = RecordingDispatcher()
+    dispatcher = world.dispatcher()
     consumer = stream(world, 2)
     puller = world.puller(pipeline(max_seconds=60.0), dispatcher=dispatcher, consumer=consumer)
 

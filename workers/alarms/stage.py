@@ -1,23 +1,27 @@
-"""What any stage of an alarm chain may use: dead-lettering single messages.
+"""Dead-lettering the items of a stage: a pulled message, or a later item with ``record_id``.
 
-A stage is a Celery task that takes a list of JSON dicts and returns a list of JSON dicts.
-To give up on one item without failing the batch, call ``dead_letter`` with the item (a
-message as the pull handed it off, or a later item that carries ``record_id``, such as an
-event) and the reason; raise ``RecoverableError`` to have the task retried.
+A stage gives up on one item without failing its batch by calling ``dead_letter`` with the
+item and the reason; the letter goes to the dead-letter topic of the pipeline the item came
+from, with ``workers.*`` headers (and ``workers.stage`` when a stage's isolation sent it).
+Nothing about an item's content can make this raise: odd values are written as readable text.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from workers.codecs import PlainRecord
 from workers.connections import connections_for
-from workers.deadletter import DeadLetters
+from workers.deadletter import DeadLetters, Header
+
+if TYPE_CHECKING:
+    from workers.tickets import Ticket
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,58 +30,120 @@ class MessageRecord(PlainRecord):
     the decoded value encoded anew (JSON, text or base64 as it came), not the original bytes."""
 
     @classmethod
-    def of(cls, message: dict[str, Any]) -> MessageRecord:
-        """From a pulled message, or from a later stage's item that carries ``record_id``
-        (its coordinates come from the id; the item itself becomes the value)."""
-        if "topic" not in message:
-            _, topic, partition, offset = str(message["record_id"]).split("/")
-            message = {"topic": topic, "partition": partition, "offset": offset,
-                       "id": message["record_id"], "value": message}  # fmt: skip
-        value = message.get("value")
-        if isinstance(value, str):
-            data: bytes | None = value.encode()
-        else:
-            data = None if value is None else json.dumps(value, ensure_ascii=False).encode()
-        return cls(
-            topic=message["topic"],
-            partition=int(message["partition"]),
-            offset=int(message["offset"]),
-            timestamp=int(message.get("timestamp") or -1),
-            key=_bytes(message.get("key")),
-            value=data,
-            headers=[(name, _bytes(v) or b"") for name, v in message.get("headers") or []],
+    def of(cls, message: Any, ticket: Ticket | None = None) -> tuple[str, MessageRecord]:
+        """(cluster, record) for a pulled message, or a later stage's item that carries
+        ``record_id`` (its coordinates come from the id; the item itself becomes the value),
+        or, with neither, any item of a batch whose ``ticket`` says where it came from.
+        Raises ``ValueError`` only when none of these applies."""
+        item = message if isinstance(message, dict) else {"value": message}
+        located = _coordinates(item)
+        if located is None:
+            if ticket is None:
+                raise ValueError(
+                    f"cannot dead-letter an item without 'id' or 'record_id' outside a "
+                    f"pipeline: {_text(item)[:80]}"
+                )
+            located = (ticket.space.cluster, ticket.space.topic, -1, -1)
+        cluster, topic, partition, offset = located
+        is_message = "topic" in item and "value" in item
+        value = item.get("value") if is_message else item
+        return cluster, cls(
+            topic=topic,
+            partition=partition,
+            offset=offset,
+            timestamp=_int(item.get("timestamp"), -1) if is_message else -1,
+            key=_bytes(item.get("key")) if is_message else None,
+            value=None if value is None else _encode(value),
+            headers=_headers(item.get("headers")) if is_message else [],
         )
+
+
+def _coordinates(item: dict[str, Any]) -> tuple[str, str, int, int] | None:
+    """(cluster, topic, partition, offset) from a message's ``id`` or an item's
+    ``record_id`` (``cluster/topic/partition/offset``; topic names never contain '/')."""
+    for name in ("id", "record_id"):
+        parts = str(item.get(name) or "").split("/")
+        if len(parts) == 4 and all(parts[:2]):
+            return parts[0], parts[1], _int(parts[2], -1), _int(parts[3], -1)
+    return None
+
+
+def _int(raw: Any, default: int) -> int:
+    try:
+        return int(raw)
+    except (TypeError, ValueError, OverflowError):
+        return default
+
+
+def _text(value: Any) -> str:
+    try:
+        return json.dumps(value, ensure_ascii=True, default=repr)
+    except (ValueError, RecursionError):
+        return repr(value)
+
+
+def _encode(value: Any) -> bytes:
+    """Text as UTF-8, anything else as JSON; lone surrogates and odd types stay readable."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace")
+    try:
+        return json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except (TypeError, ValueError, RecursionError, UnicodeEncodeError):
+        return _text(value).encode("utf-8", "backslashreplace")
 
 
 def _bytes(item: Any) -> bytes | None:
     if item is None:
         return None
     if isinstance(item, dict) and "base64" in item:
-        return base64.b64decode(item["base64"])
-    return str(item).encode()
+        try:
+            return base64.b64decode(str(item["base64"]), validate=True)
+        except (binascii.Error, ValueError):
+            pass
+    return (item if isinstance(item, str) else _text(item)).encode("utf-8", "backslashreplace")
 
 
-def dead_letter(app: Any, refused: Sequence[tuple[dict[str, Any], str]]) -> int:
-    """Send ``(message, reason)`` pairs to their pipeline's dead-letter topic and wait for the
-    broker to confirm them. Raises ``RecoverableError`` if it did not (retry the task)."""
+def _headers(raw: Any) -> list[Header]:
+    out: list[Header] = []
+    for pair in raw if isinstance(raw, list) else []:
+        if isinstance(pair, (list, tuple)) and len(pair) == 2:
+            name = pair[0] if isinstance(pair[0], str) else _text(pair[0])
+            out.append((name, _bytes(pair[1]) or b""))
+    return out
+
+
+def dead_letter(
+    app: Any,
+    refused: Sequence[tuple[Any, str]],
+    *,
+    stage: str | None = None,
+    ticket: Ticket | None = None,
+) -> int:
+    """Send ``(item, reason)`` pairs to their pipeline's dead-letter topic and wait for the
+    broker to confirm them; returns how many were sent. Raises ``RecoverableError`` if the
+    broker did not confirm them (retry the task), ``ValueError`` for an item that has no
+    coordinates and no ``ticket`` to place it."""
     connections = connections_for(app)
     settings = connections.settings
     letters: dict[tuple[str, str], DeadLetters] = {}
-    for message, reason in refused:
-        record = MessageRecord.of(message)
-        cluster = str(message.get("id") or message["record_id"]).split("/", 1)[0]
-        topic = record.topic
-        if (cluster, topic) not in letters:
+    extra: list[Header] = [] if stage is None else [("workers.stage", stage.encode())]
+    for item, reason in refused:
+        cluster, record = MessageRecord.of(item, ticket)
+        if cluster not in settings.clusters:  # an id a stage made up: keep the letter anyway
+            if ticket is None:
+                raise ValueError(f"item names cluster {cluster!r}, which is not configured")
+            cluster = ticket.space.cluster
+        if (cluster, record.topic) not in letters:
             target = next(
                 (
                     p.dead_letter_topic
                     for p in settings.pipelines.values()
-                    if p.cluster == cluster and p.topic == topic
+                    if p.cluster == cluster and p.topic == record.topic
                 ),
-                f"{topic}.dlq",
+                f"{record.topic}.dlq",
             )
-            letters[(cluster, topic)] = DeadLetters(
+            letters[(cluster, record.topic)] = DeadLetters(
                 partial(connections.producer, cluster), cluster, target
             )
-        letters[(cluster, topic)].send(record, reason)
+        letters[(cluster, record.topic)].send(record, reason, extra)
     return sum(dead.flush() for dead in letters.values())

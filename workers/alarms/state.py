@@ -112,6 +112,23 @@ if a[1] == ARGV[1] and a[2] == ARGV[2] then redis.call('HSET', KEYS[1], 'close_p
 return 0
 """
 
+# KEYS: a change's publication marker. ARGV: ttl. Claims the change for sending: 'new' (claimed
+# now), 'published' (sent and confirmed before: skip it) or 'claimed' (an earlier run claimed it
+# and its outcome is unknown: it may be on the topic already, send it again and count it).
+_CLAIM = """
+local v = redis.call('GET', KEYS[1])
+if v == '1' then return 'published' end
+if v then return 'claimed' end
+redis.call('SET', KEYS[1], 's', 'EX', tonumber(ARGV[1]))
+return 'new'
+"""
+
+# KEYS: a change's publication marker. Gives back a claim for a change known not to be sent.
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == 's' then redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
 # KEYS: index. ARGV: cutoff ms, fingerprints. Drops published quiet closes from the index
 # (unless a newer event moved a fingerprint past the cutoff meanwhile).
 _FORGET = """
@@ -154,6 +171,8 @@ class AlertStore:
         self._close_quiet = client.register_script(_CLOSE_QUIET)
         self._forget = client.register_script(_FORGET)
         self._mark_close = client.register_script(_MARK_CLOSE)
+        self._claim = client.register_script(_CLAIM)
+        self._release = client.register_script(_RELEASE)
 
     def apply(self, events: Sequence[dict[str, Any]]) -> list[Applied]:
         """Apply normalised events (with ``record_id``) in order, in one round trip."""
@@ -220,15 +239,41 @@ class AlertStore:
         return _alert([_text(x) for pair in raw.items() for x in pair])
 
     def unpublished(self, changes: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-        """The changes not yet marked published (a retried build may emit some again)."""
+        """The changes not yet confirmed published (a retried build may emit some again)."""
         if not changes:
             return []
         with translated("check published alert changes"):
             pipe = self.client.pipeline(transaction=False)
             for change in changes:
-                pipe.exists(self._published_key(change))
+                pipe.get(self._published_key(change))
             seen = pipe.execute()
-        return [change for change, done in zip(changes, seen, strict=True) if not done]
+        return [change for change, done in zip(changes, seen, strict=True) if done != b"1"]
+
+    def claim(self, changes: Sequence[dict[str, Any]]) -> tuple[list[dict[str, Any]], set[str]]:
+        """Claim changes for sending, before they are sent: returns those to send (not yet
+        confirmed) and the ids among them that an earlier run claimed without confirming
+        (they may be on the output topic already)."""
+        if not changes:
+            return [], set()
+        with translated("claim alert changes"):
+            pipe = self.client.pipeline(transaction=False)
+            for change in changes:
+                self._claim(keys=[self._published_key(change)], args=[self.dedupe_ttl], client=pipe)
+            states = [_text(x) for x in pipe.execute()]
+        send = [c for c, state in zip(changes, states, strict=True) if state != "published"]
+        again = {
+            c["change_id"] for c, state in zip(changes, states, strict=True) if state == "claimed"
+        }
+        return send, again
+
+    def release(self, changes: Sequence[dict[str, Any]]) -> None:
+        """Give back the claims of changes that were never sent (a later run sends them as
+        new, not as possible duplicates)."""
+        with translated("release alert change claims"):
+            pipe = self.client.pipeline(transaction=False)
+            for change in changes:
+                self._release(keys=[self._published_key(change)], client=pipe)
+            pipe.execute()
 
     def mark_published(self, changes: Sequence[dict[str, Any]]) -> None:
         """Remember the changes as sent; a quiet close is also marked on its alert, so the

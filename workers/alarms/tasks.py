@@ -1,8 +1,9 @@
 """The stages of the reference alarm pipeline, as Celery tasks chained by the pipeline config.
 
 ``workers.alarms.parse`` (messages → events) → ``workers.alarms.build`` (events → alert
-changes) → ``workers.alarms.publish`` (changes → the output topic). Each takes a list of JSON
-dicts and returns one. ``workers.alarms.sweep`` (Beat) closes alerts that went quiet.
+changes) → ``workers.alarms.publish`` (changes → the output topic). Each is a ``Stage``: it
+takes a list of JSON dicts and returns one, and is idempotent (a batch may run again).
+``workers.alarms.sweep`` (Beat) closes alerts that went quiet.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from celery import Task, shared_task
@@ -21,11 +22,15 @@ from workers.alarms.stage import dead_letter
 from workers.alarms.state import AlertStore
 from workers.connections import connections_for
 from workers.exceptions import RecoverableError
+from workers.stage import stage
 from workers.tasks import RETRY as TASK_RETRY
 
 logger = logging.getLogger(__name__)
 
 RETRY: dict[str, Any] = {**TASK_RETRY, "max_retries": 8}
+# A batch of 500 events takes well under a second per stage; these bound a stuck one, and the
+# ledger's re-drive budget derives from them (2 x 150 s: a lost batch is re-sent after 5 min).
+LIMITS: dict[str, Any] = {"soft_time_limit": 40, "time_limit": 50}
 
 
 def store_for(app: Any) -> AlertStore:
@@ -36,7 +41,7 @@ def store_for(app: Any) -> AlertStore:
     )
 
 
-@shared_task(name="workers.alarms.parse", bind=True, **RETRY)
+@stage(name="workers.alarms.parse", bind=True, **LIMITS)
 def parse(self: Task, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Validate and normalise each message's value into an event (with its ``record_id`` and
     ``cluster``); an invalid one is dead-lettered with the exact reason and counted."""
@@ -60,7 +65,7 @@ def parse(self: Task, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return events
 
 
-@shared_task(name="workers.alarms.build", bind=True, **RETRY)
+@stage(name="workers.alarms.build", bind=True, **LIMITS)
 def build(self: Task, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Apply events to alert state; returns one change per alert state change, in order.
     Events already applied (same record id or event id) change nothing; a record applied by
@@ -78,17 +83,15 @@ def build(self: Task, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return changes
 
 
-@shared_task(name="workers.alarms.publish", bind=True, **RETRY)
+@stage(name="workers.alarms.publish", bind=True, **LIMITS)
 def publish(self: Task, changes: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Send alert changes to the output topic, keyed by fingerprint (one alert's changes stay
-    in order), and wait until the broker confirmed all of them."""
+    in order), and wait until the broker confirmed all of them. Each change is claimed before
+    it is sent and marked once confirmed: a re-run sends only what was not confirmed, and
+    counts as ``resent`` what an earlier, interrupted run may have sent already."""
     store = store_for(self.app)
     unique = list({c["change_id"]: c for c in changes}.values())  # a record twice in a batch
-    fresh = store.unpublished(unique)
-    send_changes(self.app, fresh)
-    if fresh:
-        store.mark_published(fresh)
-        store.count([], {"published": len(fresh)})
+    publish_changes(self.app, store, unique)
     return changes
 
 
@@ -100,13 +103,12 @@ def sweep(self: Task) -> dict[str, Any]:
     cutoff = now_ms - int(settings.alarms.quiet_seconds * 1000)
     store = store_for(self.app)
     closed = store.close_quiet(cutoff)
-    changes = store.unpublished([_change("closed", a, a.get("cluster")) for a in closed])
-    send_changes(self.app, changes)
-    if changes:
-        store.mark_published(changes)
-        store.count([], {"quiet_closed": len(changes), "published": len(changes)})
+    changes = [_change("closed", a, a.get("cluster")) for a in closed]
+    sent = publish_changes(self.app, store, changes)
+    if sent:
+        store.count([], {"quiet_closed": sent})
     store.forget_closed(closed, cutoff)  # only now: a failed send is retried by the next sweep
-    return {"closed": len(changes)}
+    return {"closed": sent}
 
 
 def _change(outcome: str, alert: dict[str, Any], cluster: str | None) -> dict[str, Any]:
@@ -115,12 +117,39 @@ def _change(outcome: str, alert: dict[str, Any], cluster: str | None) -> dict[st
     return {"change": outcome, "change_id": f"{alert['id']}:{alert['version']}", "alert": alert}
 
 
-def send_changes(app: Any, changes: Sequence[dict[str, Any]]) -> None:
-    """Produce changes to the output topic on the shared producer; raise ``RecoverableError``
-    unless every one was confirmed (the task then retries; receivers dedupe by
-    ``change_id``)."""
+def publish_changes(app: Any, store: AlertStore, changes: Sequence[dict[str, Any]]) -> int:
+    """Claim, send and mark alert changes (see ``publish``); returns how many were sent now.
+    Raises ``RecoverableError`` unless every claimed change was confirmed; the confirmed ones
+    are marked first, so a retry sends only the rest."""
+    fresh, resent = store.claim(changes)
+    confirmed, failure = send_changes(app, fresh)
+    if confirmed:
+        store.mark_published(confirmed)
+    if failure is not None and failure.unsent:  # known not to be on the topic: not claimed
+        store.release(failure.unsent)
+    again = sum(1 for c in confirmed if c["change_id"] in resent)
+    counts = {"published": len(confirmed), "resent": again}
+    store.count([], {name: n for name, n in counts.items() if n})
+    if failure is not None:
+        raise failure
+    return len(confirmed)
+
+
+class SendFailed(RecoverableError):
+    """Some alert changes were not confirmed; ``unsent`` were never given to the producer."""
+
+    def __init__(self, message: str, unsent: Sequence[dict[str, Any]] = ()) -> None:
+        super().__init__(message)
+        self.unsent = list(unsent)
+
+
+def send_changes(
+    app: Any, changes: Sequence[dict[str, Any]]
+) -> tuple[list[dict[str, Any]], SendFailed | None]:
+    """Produce changes to the output topic on the shared producer and wait for the broker:
+    returns the confirmed changes, and the error if any change was not confirmed."""
     if not changes:
-        return
+        return [], None
     connections = connections_for(app)
     settings = connections.settings
     by_cluster: dict[str, list[dict[str, Any]]] = {}
@@ -129,27 +158,47 @@ def send_changes(app: Any, changes: Sequence[dict[str, Any]]) -> None:
         if cluster is None:
             cluster = next(iter(settings.clusters))
         by_cluster.setdefault(cluster, []).append(change)
+    confirmed: list[dict[str, Any]] = []
+    failures: list[SendFailed] = []
     for cluster, group in by_cluster.items():
-        _send(connections, cluster, settings.alarms.output_topic, group)
+        done, error = _send(connections, cluster, settings.alarms.output_topic, group)
+        confirmed += done
+        failures += [error] if error is not None else []
+    if not failures:
+        return confirmed, None
+    unsent = [c for f in failures for c in f.unsent]
+    return confirmed, SendFailed(str(failures[0]), unsent)
 
 
-def _send(connections: Any, cluster: str, topic: str, changes: Iterable[dict[str, Any]]) -> None:
+def _send(
+    connections: Any, cluster: str, topic: str, changes: Sequence[dict[str, Any]]
+) -> tuple[list[dict[str, Any]], SendFailed | None]:
+    """Send one cluster's changes; a send that raises stops the rest (never handed to the
+    producer: ``unsent``), and what was sent before it is still waited for."""
+    futures: list[Any] = []
+    refused: KafkaError | None = None
     try:
         producer = connections.producer(cluster)
-        futures = [
-            producer.send(
-                topic,
-                value=json.dumps(change, separators=(",", ":")).encode(),
-                key=change["alert"]["fingerprint"].encode(),
+        for change in changes:
+            value = json.dumps(change, separators=(",", ":")).encode()
+            futures.append(
+                producer.send(topic, value=value, key=change["alert"]["fingerprint"].encode())
             )
-            for change in changes
-        ]
-        producer.flush(timeout=connections.settings.cluster(cluster).timeout * 5)
     except KafkaError as exc:
-        raise RecoverableError(f"alert changes to {topic!r} not sent: {exc!r}") from exc
+        refused = exc
+    if futures:
+        try:
+            producer.flush(timeout=connections.settings.cluster(cluster).timeout * 5)
+        except KafkaError as exc:
+            refused = refused or exc
+    done = [c for c, f in zip(changes[: len(futures)], futures, strict=True) if f.succeeded()]
+    unsent = list(changes[len(futures) :])
     failed = [f for f in futures if not f.succeeded()]
+    if refused is not None:
+        return done, SendFailed(f"alert changes to {topic!r} not sent: {refused!r}", unsent)
     if failed:
-        raise RecoverableError(
+        return done, SendFailed(
             f"{len(failed)} of {len(futures)} alert changes to {topic!r} failed: "
             f"{failed[0].exception!r}"
         )
+    return done, None

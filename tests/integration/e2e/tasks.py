@@ -1,4 +1,4 @@
-"""Stand-in alarm tasks for the end-to-end tests: they count what reaches them in Redis."""
+"""Stand-in stages for the end-to-end tests: they count what reaches them in Redis."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import time
 from typing import Any
 
 import redis
-from celery import shared_task
+
+from workers.stage import stage
 
 _client: redis.Redis | None = None
 
@@ -23,7 +24,7 @@ def seen_key() -> str:
     return os.environ["E2E_PREFIX"] + ":e2e:seen"
 
 
-@shared_task(name="e2e.record", bind=True)
+@stage(name="e2e.record", bind=True)
 def record(self: Any, batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Count every message by its value's ``uid`` (or its record id), and which task message
     brought it (a message the Celery broker redelivers keeps its task id; a batch handed off
@@ -42,7 +43,7 @@ def record(self: Any, batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return batch
 
 
-@shared_task(name="e2e.maintenance", bind=True)
+@stage(name="e2e.maintenance", bind=True)
 def maintenance(self: Any, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """A user's stage between parse and build: dead-letters events of hosts in maintenance."""
     from workers.alarms.stage import dead_letter

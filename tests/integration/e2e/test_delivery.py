@@ -29,6 +29,7 @@ def pipeline(topic: str, **overrides: object) -> dict[str, object]:
         "start": "earliest",
         "max_seconds": 1.0,
         "lease_ttl_seconds": 3.0,
+        "redrive_seconds": 20.0,
         "max_runtime_seconds": 20.0,
         **overrides,
     }
