@@ -62,7 +62,7 @@ class Stage(Task):  # type: ignore[misc]
         where = read(getattr(self.request, HEADER, None))
         if where is not None and where.first and not self.request.retries:
             if not self._begin(where):
-                return []
+                raise Ignore()  # and the rest of the chain with it: it must not finish
         result = self._isolated(items, args, kwargs)
         if where is not None and where.last:
             self._finish(where)
@@ -75,8 +75,9 @@ class Stage(Task):  # type: ignore[misc]
         return RedisLedger(connections.redis(), connections.settings.redis.offset_ttl_seconds)
 
     def _begin(self, where: Position) -> bool:
-        """Count a start; False when the batch should not run (finished, reset, or started
-        too often: its owner splits it or dead-letters its records)."""
+        """Count a start; False when the batch should not run: it finished or was reset
+        already (a message delivered again), or it started too often (its owner splits it
+        and dead-letters what fails alone; the later stages must not finish it)."""
         ticket = where.ticket
         try:
             starts = self._ledger().begin(

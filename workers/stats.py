@@ -17,14 +17,24 @@ from workers.keys import Space
 
 logger = logging.getLogger(__name__)
 
-COUNTERS = ("cycles", "records", "delivered", "dead_lettered", "batches", "bytes")
+COUNTERS = (
+    "cycles",
+    "records",
+    "delivered",
+    "dead_lettered",
+    "batches",
+    "bytes",
+    "redriven",
+    "split",
+    "abandoned",
+)
 
 
 def add_cycle(client: redis.Redis, space: Space, summary: Any) -> None:
     """Add one cycle's ``Summary`` to the pipeline's counters; a failure is logged, not raised
     (counters must never fail a pull that already committed)."""
     values = {name: int(getattr(summary, name, 0)) for name in COUNTERS if name != "cycles"}
-    if not values["records"]:
+    if not any(values.values()):
         return
     key = space.key("stats")
     try:

@@ -16,6 +16,7 @@ from tests.integration.cli_support import Cli, pipeline, send_each
 from tests.integration.conftest import TopicFactory
 from workers.keys import Space
 from workers.leases import Owner, RedisLeases
+from workers.ledger import Fence, RedisLedger, Slice
 from workers.offsets import Checkpoint, RedisOffsetStore
 
 pytestmark = pytest.mark.integration
@@ -23,9 +24,11 @@ pytestmark = pytest.mark.integration
 # -- offsets show and reset ----------------------------------------------------------------------
 
 PIPELINE_KEYS = {"pipeline", "cluster", "topic", "group", "mode", "lag", "partitions",
-                 "oldest_unread_age_seconds", "partitions_held", "counters"}  # fmt: skip
+                 "oldest_unread_age_seconds", "partitions_held", "counters",
+                 "in_flight"}  # fmt: skip
 PARTITION_KEYS = {"partition", "stored", "log_start", "log_end", "lag", "oldest_unread_ms",
-                  "oldest_unread_age_seconds", "skipped_out_of_range", "holder"}  # fmt: skip
+                  "oldest_unread_age_seconds", "skipped_out_of_range", "holder",
+                  "in_flight"}  # fmt: skip
 
 
 @pytest.fixture
@@ -111,6 +114,31 @@ def test_offsets_show_names_the_lease_holder_and_keeps_its_json_shape(
     assert [p["holder"] for p in data["partitions"][:2]] == [None, None]
     assert data["partitions_held"] == 1
     assert "host-x:4242 workers.pull" in row and re.search(r"workers\.pull\s+[1-3]\ds\b", row)
+
+
+def test_batches_in_flight_and_overdue_ones_are_shown(
+    cli: Cli, one: str, kafka_bootstrap: str, redis_client: Any, key_prefix: str
+) -> None:
+    send_each(kafka_bootstrap, one, {0: 6})
+    cli("offsets", "reset", "alarms", "--to", "earliest", "--yes")
+    leases = RedisLeases(redis_client, Owner("host-x", 4242, "workers.pull"), ttl=30)
+    [lease] = leases.acquire(space(key_prefix, one), [0]).leases
+    fence = {0: Fence(lease.epoch, 1)}  # the reset above was generation 1
+    ledger = RedisLedger(redis_client)
+    ledger.record(space(key_prefix, one), leases.token, fence, [Slice(0, "a", 0, 2)], 0)
+    ledger.record(space(key_prefix, one), leases.token, fence, [Slice(0, "b", 2, 5)], 600_000)
+
+    data = show(cli)
+    row = cli("offsets", "show", "alarms").stdout.splitlines()[2]  # after the two headings
+    line = cli("lag", "alarms").stdout
+
+    assert data["partitions"][0]["in_flight"] == {
+        "batches": 2, "records": 5, "overdue": 1, "max_handoffs": 1, "max_starts": 0,
+    }  # fmt: skip
+    assert data["in_flight"] == {"batches": 2, "records": 5, "overdue": 1}
+    assert (data["partitions"][0]["stored"], data["partitions"][0]["lag"]) == (0, 6)
+    assert "2/5 (1 overdue)" in row
+    assert "in flight 2 batches (5 records)" in line and "OVERDUE 1" in line
 
 
 def test_offsets_reset_to_latest_an_offset_and_earliest(

@@ -68,8 +68,8 @@ def topics_create(state: State, partitions: int, replication_factor: int, dry_ru
 @pass_state
 def lag(state: State, pipelines: tuple[str, ...], watch: bool, interval: float,
         as_json: bool) -> None:  # fmt: skip
-    """One line per pipeline: records not yet read, age of the oldest unread record,
-    partitions held, and (with --watch) the read rate."""
+    """One line per pipeline: records not yet finished, age of the oldest, batches in flight
+    (and overdue ones), partitions held, and (with --watch) the read rate."""
     ops = state.ops()
     before: dict[str, tuple[float, int]] = {}
     try:
@@ -116,8 +116,14 @@ def _lag_line(row: PipelineStatus, before: dict[str, tuple[float, int]]) -> str:
     last = age((row.now_ms - last_ms) / 1000) + " ago" if last_ms else "never"
     if not row.started:
         return f"{p.name}  {p.cluster}/{p.topic}  not started (starts at {p.start})"
+    flight = row.flight
     parts: list[Any] = [
         p.name, f"{p.cluster}/{p.topic}", f"lag {row.lag or 0:,}", f"oldest {age(row.oldest_age)}",
+        f"in flight {flight.batches:,} batches ({flight.records:,} records)",
         f"held {row.held}/{len(row.partitions)}", f"last pull {last}",
     ]  # fmt: skip
+    if flight.overdue:
+        parts.insert(
+            5, f"OVERDUE {flight.overdue:,} (re-driven {row.counters.get('redriven', 0):,})"
+        )
     return "  ".join(parts) + rate

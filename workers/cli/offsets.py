@@ -20,8 +20,9 @@ offsets = command_group("offsets", "Stored read positions per partition: show an
 @click.option("--no-ages", is_flag=True, help="Skip reading the oldest unread record's time.")
 @pass_state
 def show(state: State, pipeline: str | None, as_json: bool, no_ages: bool) -> None:
-    """Per partition: stored offset, log start and end, lag (records, and age of the oldest
-    unread record), lease holder and expiry. All pipelines when none is named."""
+    """Per partition: committed offset, log start and end, lag (records, and age of the oldest
+    record not finished), batches in flight (batches/records, overdue), lease holder and
+    expiry. All pipelines when none is named."""
     rows = statuses(state.ops(), [pipeline] if pipeline else None, ages=not no_ages)
     if pipeline and isinstance(rows[0], Exception):
         raise rows[0]
@@ -46,10 +47,12 @@ def _render(row: PipelineStatus | Exception) -> str:
         holder = f"{h.host}:{h.pid} {h.task}".strip() if h else None
         expires = f"{h.expires_in:.0f}s" if h else None
         oldest = age((row.now_ms - s.oldest_ms) / 1000) if s.oldest_ms is not None else None
-        lines.append([s.partition, s.stored, s.log_start, s.log_end, s.lag, oldest, holder,
-                      expires, s.skipped])  # fmt: skip
-    headers = ["partition", "stored", "log start", "log end", "lag", "oldest", "holder",
-               "expires", "skipped"]  # fmt: skip
+        f = s.flight
+        flying = f"{f.batches}/{f.records}" + (f" ({f.overdue} overdue)" if f.overdue else "")
+        lines.append([s.partition, s.stored, s.log_start, s.log_end, s.lag, oldest, flying,
+                      holder, expires, s.skipped])  # fmt: skip
+    headers = ["partition", "committed", "log start", "log end", "lag", "oldest",
+               "in flight", "holder", "expires", "skipped"]  # fmt: skip
     note = "" if row.started else f"\nnothing stored yet: the first pull starts at {p.start}"
     return head + "\n" + table(headers, lines) + note
 

@@ -14,6 +14,7 @@ from workers.engine import space_for
 from workers.exceptions import WorkersError
 from workers.keys import Space
 from workers.leases import Owner, RedisLeases
+from workers.ledger import RedisLedger
 from workers.offsets import RedisOffsetStore
 
 
@@ -74,6 +75,9 @@ class Ops:
 
     def store(self) -> RedisOffsetStore:
         return RedisOffsetStore(self.redis(), ttl=self.settings.redis.offset_ttl_seconds)
+
+    def ledger(self) -> RedisLedger:
+        return RedisLedger(self.redis(), ttl=self.settings.redis.offset_ttl_seconds)
 
     def leases(self, pipeline: PipelineConfig) -> RedisLeases:
         return RedisLeases(self.redis(), Owner.current("cli"), pipeline.lease_ttl_seconds)

@@ -1,5 +1,5 @@
-"""Where each partition of a pipeline stands: stored offset, log edges, lag, oldest unread
-record, lease holder; and the one-line view per pipeline of ``workers lag``."""
+"""Where each partition of a pipeline stands: committed offset, log edges, lag, oldest unread
+record, batches in flight, lease holder; and the one-line view per pipeline of ``workers lag``."""
 
 from __future__ import annotations
 
@@ -11,15 +11,44 @@ from typing import Any
 from workers import stats
 from workers.config import PipelineConfig
 from workers.leases import Holder
+from workers.ledger import PartitionState
 from workers.ops.context import Ops
 from workers.positions import edges, seek
 
 
 @dataclass(frozen=True, slots=True)
+class Flight:
+    """A partition's batches handed off and not finished: how many, their records (read past
+    the committed offset), how many are overdue (re-driven at the owner's next cycle) and the
+    most hand-offs and starts any of them took."""
+
+    batches: int = 0
+    records: int = 0
+    overdue: int = 0
+    handoffs: int = 0
+    starts: int = 0
+
+    @classmethod
+    def of(cls, book: PartitionState | None, now_ms: int) -> Flight:
+        if book is None or book.committed is None:
+            return cls()
+        flying = book.in_flight
+        return cls(
+            len(flying),
+            max(0, (book.read_from or book.committed) - book.committed),
+            sum(1 for e in flying if e.due_ms <= now_ms),
+            max((e.handoffs for e in flying), default=0),
+            max((e.starts for e in flying), default=0),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class PartitionStatus:
-    """One partition. ``lag`` counts records from the stored offset (or the log start, when
-    retention removed it) to the log end; None when nothing is stored yet. ``oldest_ms`` is
-    the timestamp of the first unread record, when the broker gave it."""
+    """One partition. ``stored`` is the committed offset: everything before it was finished
+    by the pipeline or dead-lettered. ``lag`` counts records from it (or the log start, when
+    retention removed it) to the log end, batches in flight included; None when nothing is
+    stored yet. ``oldest_ms`` is the timestamp of the first record not yet finished, when the
+    broker gave it."""
 
     partition: int
     stored: int | None
@@ -29,6 +58,7 @@ class PartitionStatus:
     oldest_ms: int | None
     holder: Holder | None
     skipped: int
+    flight: Flight = Flight()
 
     def as_dict(self, now_ms: int) -> dict[str, Any]:
         h = self.holder
@@ -41,6 +71,11 @@ class PartitionStatus:
             "oldest_unread_ms": self.oldest_ms,
             "oldest_unread_age_seconds": _age(self.oldest_ms, now_ms),
             "skipped_out_of_range": self.skipped,
+            "in_flight": {
+                "batches": self.flight.batches, "records": self.flight.records,
+                "overdue": self.flight.overdue, "max_handoffs": self.flight.handoffs,
+                "max_starts": self.flight.starts,
+            },
             "holder": None if h is None else {
                 "host": h.host, "pid": h.pid, "task": h.task, "epoch": h.epoch,
                 "expires_in_seconds": round(h.expires_in, 1),
@@ -77,6 +112,18 @@ class PipelineStatus:
         return sum(1 for p in self.partitions if p.holder is not None)
 
     @property
+    def flight(self) -> Flight:
+        """Batches in flight over all partitions (most hand-offs and starts of any)."""
+        rows = [p.flight for p in self.partitions]
+        return Flight(
+            sum(f.batches for f in rows),
+            sum(f.records for f in rows),
+            sum(f.overdue for f in rows),
+            max((f.handoffs for f in rows), default=0),
+            max((f.starts for f in rows), default=0),
+        )
+
+    @property
     def started(self) -> bool:
         return any(p.stored is not None for p in self.partitions)
 
@@ -86,6 +133,8 @@ class PipelineStatus:
             "pipeline": p.name, "cluster": p.cluster, "topic": p.topic, "group": p.group,
             "mode": p.mode, "lag": self.lag, "oldest_unread_age_seconds": self.oldest_age,
             "partitions_held": self.held, "counters": self.counters,
+            "in_flight": {"batches": self.flight.batches, "records": self.flight.records,
+                          "overdue": self.flight.overdue},
             "partitions": [s.as_dict(self.now_ms) for s in self.partitions],
         }  # fmt: skip
 
@@ -100,6 +149,7 @@ def pipeline_status(ops: Ops, name: str, ages: bool = True) -> PipelineStatus:
     bounds = edges(consumer, pipeline.topic, parts)
     store = ops.store()
     positions = store.read(space, parts)
+    snapshot = ops.ledger().snapshot(space, parts)
     holders = ops.leases(pipeline).holders(space, parts)
     skipped = store.skipped(space)
     unread: dict[int, int] = {}
@@ -117,7 +167,8 @@ def pipeline_status(ops: Ops, name: str, ages: bool = True) -> PipelineStatus:
     oldest = first_timestamps(consumer, pipeline.topic, unread) if ages and unread else {}
     rows = [
         PartitionStatus(p, positions[p].offset, *bounds[p], lags[p], oldest.get(p),
-                        holders.get(p), skipped.get(p, 0))
+                        holders.get(p), skipped.get(p, 0),
+                        Flight.of(snapshot.partitions.get(p), snapshot.now_ms))
         for p in parts
     ]  # fmt: skip
     counters = stats.read(ops.redis(), space)

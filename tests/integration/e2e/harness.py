@@ -82,8 +82,10 @@ class Cluster:
         self.processes.append(process)
         return process
 
-    def worker(self, name: str, concurrency: int = 2, consume: bool = False) -> CeleryProcess:
-        queues = self.queue + (f",{self.queue}.consume" if consume else "")
+    def worker(
+        self, name: str, concurrency: int = 2, consume: bool = False, queues: str = ""
+    ) -> CeleryProcess:
+        queues = queues or self.queue + (f",{self.queue}.consume" if consume else "")
         return self._celery(
             name, "worker", "-n", f"{name}@%h", "-Q", queues, "-c", str(concurrency),
             "--pool", "prefork", "--without-gossip", "--without-mingle", "--without-heartbeat",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import time
 from typing import Any
 
@@ -52,3 +53,21 @@ def maintenance(self: Any, events: list[dict[str, Any]]) -> list[dict[str, Any]]
     if dropped:
         dead_letter(self.app, [(e, "host in maintenance") for e in dropped])
     return [e for e in events if e.get("target") != "maintenance"]
+
+
+@stage(name="e2e.fragile", bind=True)
+def fragile(self: Any, batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A stage with a bug: it raises on any message whose value says ``"fail": true``."""
+    for message in batch:
+        if message["value"].get("fail"):
+            raise ValueError(f"cannot handle {message['value']['uid']}")
+    return batch
+
+
+@stage(name="e2e.killer", bind=True)
+def killer(self: Any, batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A stage whose process dies (as on a segfault or the OOM killer) on a message whose value
+    says ``"kill": true``."""
+    if any(message["value"].get("kill") for message in batch):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return batch
