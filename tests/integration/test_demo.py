@@ -114,7 +114,8 @@ def demos(tmp_path: Path) -> Iterator[list[Demo]]:
 
 def assert_nothing_left(demo: Demo) -> None:
     pids, ports = demo.pids(), demo.ports()
-    assert len(pids) == 4 and len(ports) == 2, demo.output  # redis, broker, worker, beat
+    # redis, broker, the consumers' worker, the stages' worker, beat
+    assert len(pids) == 5 and len(ports) == 2, demo.output
     deadline = time.monotonic() + 10  # a killed group's last children may take a moment
     while any(running(pid) for pid in pids) and time.monotonic() < deadline:
         time.sleep(0.2)
@@ -164,7 +165,7 @@ def test_demo_keep_leaves_the_services_up_and_says_how_to_reach_them(
     export = re.search(r"^  export (.+)$", demo.output, re.M)
     assert kill and export, demo.output
     kept = [int(p) for p in kill[1].split()]
-    assert len(kept) == 4 and set(kept) <= set(demo.pids())  # beat started again for --keep
+    assert len(kept) == 5 and set(kept) <= set(demo.pids())  # beat started again for --keep
     assert all(running(pid) for pid in kept)
     env = dict(pair.split("=", 1) for pair in export[1].split())
     shown = subprocess.run([sys.executable, "-m", "workers.cli", "offsets", "show", "alarms"],

@@ -49,7 +49,7 @@ COMBOS = {
     "single": ("compose.yml",),
     "cluster": ("compose.yml", "compose.cluster.yml"),
 }
-PACKAGE_SERVICES = {"init", "worker", "beat"}
+PACKAGE_SERVICES = {"init", "worker", "consumer", "beat"}
 # Names the configuration reads besides WORKERS_*: celeryconfig.py, workers/app.py, the origin's.
 OTHER_READ = {
     "CELERY_BROKER_URL",

@@ -60,16 +60,24 @@ class Demo:
         self.ops = Ops.for_app(app)
         for created in create_topics(self.ops, partitions=3, replication_factor=1):
             say(f"topic           {created.topic}  {created.status}")
-        worker = self._up(CeleryCommand("celery worker", [
-            "worker", "-n", "demo@%h", "-Q", f"{QUEUE},{CONSUME_QUEUE}",
-            "-c", "3", "--pool", "prefork", "--without-gossip", "--without-mingle",
-            "--without-heartbeat", "-l", "INFO", "-f", str(self.logs / "worker.log"),
-        ], env))  # fmt: skip
+        # The long-lived consumer holds a pool process: it gets a worker of its own, so the
+        # batches it hands off never wait for a process it occupies.
+        consumer = self._up(self._worker("consumer", CONSUME_QUEUE, 1))
+        worker = self._up(self._worker("worker", QUEUE, 2))
         beat = self.start_beat()
-        say(f"celery worker   pid {worker.pid} (3 processes; long-lived consumer + alarm stages)")
+        say(f"celery worker   pid {consumer.pid} (1 process: the long-lived consumer)")
+        say(f"celery worker   pid {worker.pid} (2 processes: the alarm stages and the sweep)")
         say(f"celery beat     pid {beat.pid}; logs in {self.logs}")
-        self._wait_ready(worker)
+        self._wait_ready(consumer, "consumer")
+        self._wait_ready(worker, "worker")
         return self.ops
+
+    def _worker(self, name: str, queue: str, processes: int) -> CeleryCommand:
+        return CeleryCommand(f"celery worker ({name})", [
+            "worker", "-n", f"demo-{name}@%h", "-Q", queue, "-c", str(processes),
+            "--pool", "prefork", "--without-gossip", "--without-mingle", "--without-heartbeat",
+            "-l", "INFO", "-f", str(self.logs / f"{name}.log"),
+        ], self.env)  # fmt: skip
 
     def start_beat(self) -> CeleryCommand:
         beat: CeleryCommand = self._up(CeleryCommand("celery beat", [
@@ -82,8 +90,8 @@ class Demo:
         self.services.append(service)
         return service.start()
 
-    def _wait_ready(self, worker: CeleryCommand) -> None:
-        log = self.logs / "worker.log"
+    def _wait_ready(self, worker: CeleryCommand, name: str) -> None:
+        log = self.logs / f"{name}.log"
         deadline = time.monotonic() + 60
         while not (log.exists() and "ready." in log.read_text(errors="replace")):
             if not worker.running or time.monotonic() > deadline:
@@ -94,7 +102,7 @@ class Demo:
     def stop(self) -> None:
         if self.ops is not None:
             self.ops.close()
-        for service in reversed(self.services):  # beat, worker, then the broker and Redis
+        for service in reversed(self.services):  # beat, workers, then the broker and Redis
             service.stop(timeout=20)
 
     # -- the run ----------------------------------------------------------------------------
