@@ -9,6 +9,12 @@ as base64 text. A record the codec refuses raises ``InvalidRecord`` with the rea
 With the optional package ``orjson`` installed, JSON values that it reads exactly as the
 standard library does are read by it (about 3x faster); everything else, and every refusal
 and its reason, goes through the standard library.
+
+Decoding also refuses what a later step could not handle: JSON nested deeper than
+``max_depth``, strings that are not Unicode (lone surrogates, from ``\\ud800`` escapes) and
+integers outside the signed 64-bit range. So a message always encodes for the hand-off (orjson
+stops at 255 levels), pickles for a pool process and hashes as UTF-8. ``decode_or_reason``
+turns any exception at all into a reason: one record never fails a pull.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import base64
 import importlib
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -129,13 +136,64 @@ def _text_or_b64(data: bytes | None) -> str | dict[str, str] | None:
         return {"base64": b64(data)}
 
 
-def _decode_value(value: bytes, codec: Codec) -> Any:
+DEFAULT_MAX_DEPTH = 64
+MAX_DEPTH_LIMIT = 200  # below orjson's 255 levels, with room for the hand-off's envelope
+INT64 = (-(2**63), 2**63 - 1)
+# A JSON escape of a UTF-16 surrogate: the only way a lone surrogate gets into decoded text.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+
+
+def _lone_surrogate(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def inspect_json(value: Any, max_depth: int, strings: bool, integers: bool) -> str | None:
+    """Why a decoded JSON value cannot travel on, or None. Iterative: any depth is safe.
+    ``strings`` checks text for lone surrogates, ``integers`` the 64-bit range."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            if depth > max_depth:
+                return f"value nests deeper than {max_depth} levels"
+            if isinstance(item, dict):
+                if strings and any(_lone_surrogate(k) for k in item):
+                    return "value has a key that is not valid Unicode (a lone surrogate escape)"
+                stack.extend((v, depth + 1) for v in item.values())
+            else:
+                stack.extend((v, depth + 1) for v in item)
+        elif strings and isinstance(item, str) and _lone_surrogate(item):
+            return "value has a string that is not valid Unicode (a lone surrogate escape)"
+        elif integers and type(item) is int and not INT64[0] <= item <= INT64[1]:
+            digits = len(str(abs(item)))
+            return f"value has an integer of {digits} digits, outside the signed 64-bit range"
+    return None
+
+
+def _check(decoded: Any, raw: bytes, max_depth: int) -> None:
+    """Refuse what later steps cannot handle; the raw bytes say which checks can be skipped
+    (a typical event has neither many brackets, nor surrogate escapes, nor long digit runs)."""
+    deep = raw.count(b"{") + raw.count(b"[") > max_depth
+    strings = b"\\u" in raw and _SURROGATE_ESCAPE.search(raw) is not None
+    integers = _LONG_DIGITS in raw.translate(_DIGITS)
+    if deep or strings or integers:
+        reason = inspect_json(decoded, max_depth, strings, integers)
+        if reason is not None:
+            raise ValueError(reason)
+
+
+def _decode_value(value: bytes, codec: Codec, max_depth: int = DEFAULT_MAX_DEPTH) -> Any:
     """Raises ``ValueError`` with a short reason when the codec refuses the bytes."""
     if codec == "base64":
         return b64(value)
     if codec == "json":
         fast = _fast_object(value)
         if fast is not None:
+            _check(fast, value, max_depth)
             return fast
     try:
         text = value.decode("utf-8")
@@ -151,8 +209,11 @@ def _decode_value(value: bytes, codec: Codec) -> Any:
         raise ValueError(f"value is not valid JSON ({exc.msg} at char {exc.pos})") from None
     except ValueError as exc:
         raise ValueError(f"value is not valid JSON ({exc})") from None
+    except RecursionError:
+        raise ValueError(f"value nests deeper than {max_depth} levels") from None
     if not isinstance(decoded, dict):
         raise ValueError(f"value is a JSON {_json_type(decoded)}; expected a JSON object")
+    _check(decoded, value, max_depth)
     return decoded
 
 
@@ -161,12 +222,19 @@ def _json_type(value: Any) -> str:
     return "null" if value is None else names.get(type(value), type(value).__name__)
 
 
-def decode(record: Record, cluster: str, codec: Codec, max_value_bytes: int) -> Message:
+def decode(
+    record: Record,
+    cluster: str,
+    codec: Codec,
+    max_value_bytes: int,
+    max_depth: int = DEFAULT_MAX_DEPTH,
+) -> Message:
     """The message for ``record``; raises ``InvalidRecord`` if it cannot be one.
 
     Refused: no value (a tombstone), a value over ``max_value_bytes``, and whatever the codec
-    refuses (``json``: not UTF-8, empty, not JSON, or JSON that is not an object; ``text``:
-    not UTF-8; ``base64`` accepts any bytes).
+    refuses (``json``: not UTF-8, empty, not JSON, NaN or Infinity, JSON that is not an object,
+    nested deeper than ``max_depth``, lone surrogates, integers outside 64 bits; ``text``: not
+    UTF-8; ``base64`` accepts any bytes).
     """
     value = record.value
     try:
@@ -174,7 +242,7 @@ def decode(record: Record, cluster: str, codec: Codec, max_value_bytes: int) -> 
             raise ValueError("record has no value (a tombstone)")
         if len(value) > max_value_bytes:
             raise ValueError(f"value is {len(value)} bytes; the limit is {max_value_bytes}")
-        decoded = _decode_value(value, codec)
+        decoded = _decode_value(value, codec, max_depth)
     except ValueError as exc:
         raise InvalidRecord(record.topic, record.partition, record.offset, str(exc)) from None
     encode = _b64_or_none if codec == "base64" else _text_or_b64
@@ -190,3 +258,17 @@ def decode(record: Record, cluster: str, codec: Codec, max_value_bytes: int) -> 
         "headers": [[name, encode(data)] for name, data in headers] if headers else [],
         "value": decoded,
     }
+
+
+def decode_or_reason(
+    record: Record, cluster: str, codec: Codec, max_value_bytes: int, max_depth: int
+) -> Message | str:
+    """The message for ``record``, or why it cannot be one. Defence in depth: an exception
+    ``decode`` did not foresee (a library bug, a value no check knew) is a reason too, with
+    its type, so the record is dead-lettered instead of failing every pull of its partition."""
+    try:
+        return decode(record, cluster, codec, max_value_bytes, max_depth)
+    except InvalidRecord as bad:
+        return bad.reason
+    except Exception as exc:  # noqa: BLE001 - see above; the caller logs the reason
+        return f"cannot decode: {type(exc).__name__}: {exc}"

@@ -20,14 +20,14 @@ from typing import Any, Protocol
 
 from amqp.exceptions import ChannelError as AmqpChannelError
 from celery import Celery, Signature, chain
-from kombu.exceptions import ChannelError, KombuError
+from kombu.exceptions import ChannelError, EncodeError, KombuError
 from kombu.serialization import registry as _registry
 from kombu.transport.virtual import Channel as VirtualChannel
 from kombu.utils import json as kombu_json
 
 from workers.codecs import Message, fast_json
 from workers.config import PipelineConfig
-from workers.exceptions import RecoverableError
+from workers.exceptions import RecoverableError, WorkersError
 from workers.tickets import Ticket
 
 logger = logging.getLogger(__name__)
@@ -73,6 +73,22 @@ def _register_fast_json() -> bool:
     return True
 
 
+class Unencodable(WorkersError):
+    """A batch could not be serialised for the broker: a message in it is not JSON. Not a
+    broker failure: retrying would fail the same way; the messages that fail alone are bad
+    records (see ``unencodable``)."""
+
+
+def unencodable(message: Message) -> str | None:
+    """Why one message cannot be a task argument, or None."""
+    try:
+        json_body([message])
+        _kombu_dumps([message])
+    except (TypeError, ValueError, RecursionError, UnicodeError) as exc:
+        return f"cannot be encoded for the hand-off: {type(exc).__name__}: {exc}"
+    return None
+
+
 def summary(batch: Sequence[Message]) -> str:
     """The batch as logs and monitors show it (``argsrepr``), in place of its full repr."""
     if not batch:
@@ -85,8 +101,9 @@ class Dispatcher(Protocol):
     """Where batches go. ``CeleryDispatcher`` in production; unit tests record batches."""
 
     def hand_off(self, batch: Sequence[Message], ticket: Ticket) -> None:
-        """Return once the broker accepted the batch; raise ``RecoverableError`` if it did not.
-        The ticket goes with it, to every stage."""
+        """Return once the broker accepted the batch; raise ``RecoverableError`` if it did not,
+        ``Unencodable`` if the batch cannot be serialised. The ticket goes with it, to every
+        stage."""
 
     def backlog(self) -> int | None:
         """Messages waiting in the first task's queue; None if it cannot be told."""
@@ -122,6 +139,9 @@ class CeleryDispatcher:
     def hand_off(self, batch: Sequence[Message], ticket: Ticket) -> None:
         try:
             self.signature(batch, ticket).apply_async(argsrepr=summary(batch), **self._publish)
+        except (EncodeError, TypeError, ValueError, RecursionError, UnicodeError) as exc:
+            raise Unencodable(f"pipeline {self.pipeline.name!r}: a batch of {len(batch)} "
+                              f"records cannot be encoded: {exc!r}") from exc  # fmt: skip
         except (KombuError, OSError) as exc:
             raise RecoverableError(
                 f"pipeline {self.pipeline.name!r}: the Celery broker did not accept a batch of "

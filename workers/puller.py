@@ -19,18 +19,19 @@ from typing import Any
 from kafka import TopicPartition
 from kafka.errors import OffsetOutOfRangeError
 
-from workers.codecs import Message, decode
+from workers.codecs import Message, decode_or_reason
 from workers.config import PipelineConfig
 from workers.consumer import Consumer
 from workers.deadletter import DeadLetters
-from workers.exceptions import Fenced, InvalidRecord, RecoverableError, WorkersError
+from workers.exceptions import Fenced, RecoverableError, WorkersError
 from workers.keys import Space
 from workers.leases import Lease, Leases
 from workers.ledger import Fence, Ledger, PartitionState, Slice
 from workers.offsets import OffsetStore, Position
-from workers.pipeline import Dispatcher
+from workers.pipeline import Dispatcher, Unencodable, unencodable
 from workers.positions import Positioner, out_of_range, seek
 from workers.redrive import Redriver, Refused
+from workers.tickets import Ticket
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +81,7 @@ class _Cycle:
     flying: dict[int, int]  # batches in flight per partition
     paused: set[int] = field(default_factory=set)
     batch: list[Message] = field(default_factory=list)
+    records: list[Any] = field(default_factory=list)  # the batch's records, for dead letters
     batch_bytes: int = 0
     ends: dict[int, int] | None = None  # until_caught_up: each partition's log end at start
 
@@ -278,15 +280,14 @@ class Puller:
         if p not in run.cursor or p in run.paused or record.offset < run.cursor[p]:
             return  # not ours, paused, or fetched before a seek: never deliver a record twice
         size = len(record.value or b"") + len(record.key or b"")
-        try:
-            message = decode(
-                record, self.pipeline.cluster, self.pipeline.codec, self.pipeline.max_value_bytes
-            )
-        except InvalidRecord as bad:
-            self.dead_letters.send(record, bad.reason)
+        c = self.pipeline
+        message = decode_or_reason(record, c.cluster, c.codec, c.max_value_bytes, c.max_depth)
+        if isinstance(message, str):
+            self.dead_letters.send(record, message)
             run.summary.dead_lettered += 1
         else:
             run.batch.append(message)
+            run.records.append(record)
             run.batch_bytes += size
         run.cursor[p] = record.offset + 1
         run.summary.records += 1
@@ -330,21 +331,12 @@ class Puller:
             if s.ok:
                 run.reach[p] = run.cursor[p]
                 run.flying[p] = s.in_flight or 0  # finishes since the cycle began count too
-        batch = [m for m in run.batch if m["partition"] not in refused]
-        run.batch, run.batch_bytes = [], 0
-        if batch:
+        kept = [(m, r) for m, r in zip(run.batch, run.records, strict=True)
+                if m["partition"] not in refused]  # fmt: skip
+        run.batch, run.records, run.batch_bytes = [], [], 0
+        if kept:
             carrying = [x for x in slices if x.batch and x.partition not in refused]
-            ticket = self.redriver.ticket(carrying)
-            try:
-                self.dispatcher.hand_off(batch, ticket)
-            except RecoverableError:
-                try:  # re-drive it at the next cycle instead of at its due time
-                    self.ledger.expedite(self.space, ticket.slices)
-                except RecoverableError as exc:
-                    logger.warning("pull %s: cannot expedite a batch: %s", self.space, exc)
-                raise
-            run.summary.batches += 1
-            run.summary.delivered += len(batch)
+            self._hand_off(run, kept, self.redriver.ticket(carrying))
         if refused:
             # Lost leases or an operator reset: what we read may belong to someone else now.
             logger.warning(
@@ -352,6 +344,40 @@ class Puller:
             )
             raise _Stop("reset" if "reset" in refused.values() else "lease_lost")
         self._pause_full(run)
+
+    def _hand_off(self, run: _Cycle, kept: list[tuple[Message, Any]], ticket: Ticket) -> None:
+        batch = [m for m, _ in kept]
+        try:
+            try:
+                self.dispatcher.hand_off(batch, ticket)
+            except Unencodable as exc:  # decoding should have refused these: defence in depth
+                logger.error("pull %s: %s; dead-lettering what fails alone", self.space, exc)
+                batch = self._without_unencodable(run, kept)
+                if not batch:
+                    self.ledger.finish(self.space, ticket.slices)
+                    return
+                self.dispatcher.hand_off(batch, ticket)
+        except RecoverableError:
+            try:  # re-drive it at the next cycle instead of at its due time
+                self.ledger.expedite(self.space, ticket.slices)
+            except RecoverableError as exc:
+                logger.warning("pull %s: cannot expedite a batch: %s", self.space, exc)
+            raise
+        run.summary.batches += 1
+        run.summary.delivered += len(batch)
+
+    def _without_unencodable(self, run: _Cycle, kept: list[tuple[Message, Any]]) -> list[Message]:
+        """Dead-letter (and confirm) the messages that cannot be encoded alone; the rest."""
+        good = []
+        for message, record in kept:
+            reason = unencodable(message)
+            if reason is None:
+                good.append(message)
+            else:
+                self.dead_letters.send(record, reason)
+                run.summary.dead_lettered += 1
+        self.dead_letters.flush()
+        return good
 
     def _out_of_range(self, run: _Cycle, exc: OffsetOutOfRangeError) -> None:
         self._flush(run)  # the books then end at the fetch position

@@ -18,11 +18,11 @@ from typing import Any
 from kafka import TopicPartition
 from kafka.errors import OffsetOutOfRangeError
 
-from workers.codecs import Message, decode
+from workers.codecs import Message, decode_or_reason
 from workers.config import PipelineConfig
 from workers.consumer import Consumer
 from workers.deadletter import DeadLetters
-from workers.exceptions import InvalidRecord, RecoverableError
+from workers.exceptions import RecoverableError
 from workers.keys import Space
 from workers.ledger import Fence, InFlight, Ledger, Slice
 from workers.pipeline import Dispatcher
@@ -158,13 +158,12 @@ class Redriver:
     def _messages(self, records: Sequence[Any]) -> list[Message]:
         """Decode the records again; those the codec refuses were dead-lettered when first
         read (decoding is deterministic) and are left out."""
+        c = self.pipeline
         out = []
         for record in records:
-            try:
-                out.append(decode(record, self.pipeline.cluster, self.pipeline.codec,
-                                  self.pipeline.max_value_bytes))  # fmt: skip
-            except InvalidRecord:
-                continue
+            message = decode_or_reason(record, c.cluster, c.codec, c.max_value_bytes, c.max_depth)
+            if not isinstance(message, str):
+                out.append(message)
         return out
 
     def _again(self, entry: InFlight, fence: Fence, parts: Sequence[Slice], counts: Counts) -> None:

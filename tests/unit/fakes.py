@@ -18,6 +18,7 @@ from workers.ledger import Ledger
 from workers.memory import MemoryOffsetStore, MemoryState
 from workers.memory_log import MemoryConsumer, MemoryLog, MemoryRecord
 from workers.offsets import Checkpoint, Mode, Outcome
+from workers.pipeline import Unencodable
 from workers.tickets import Ticket
 
 
@@ -108,7 +109,13 @@ class RecordingDispatcher:
         self.attempts += 1
         if self.attempts in self.fail_on:
             raise RecoverableError(f"broker refused hand-off {self.attempts}")
-        self.batches.append(json.loads(json.dumps(list(batch))))
+        try:
+            encoded = json.dumps(list(batch))
+        except (TypeError, ValueError) as exc:
+            raise Unencodable(
+                f"a batch of {len(batch)} records cannot be encoded: {exc!r}"
+            ) from exc
+        self.batches.append(json.loads(encoded))
         self.tickets.append(ticket)
         if self.ledger is not None and self.finish:
             self.ledger.finish(ticket.space, ticket.slices)

@@ -8,14 +8,21 @@ from typing import Any
 
 import pytest
 from celery import Celery, Signature
-from kombu.exceptions import OperationalError
+from kombu.exceptions import EncodeError, OperationalError
 
 from workers.codecs import fast_json
 from workers.config import PipelineConfig
 from workers.exceptions import RecoverableError
 from workers.keys import Space
 from workers.ledger import Slice
-from workers.pipeline import FAST_JSON, PUBLISH_RETRY, CeleryDispatcher, summary
+from workers.pipeline import (
+    FAST_JSON,
+    PUBLISH_RETRY,
+    CeleryDispatcher,
+    Unencodable,
+    summary,
+    unencodable,
+)
 from workers.tickets import HEADER, Ticket, read
 
 TASKS = ("alarms.parse", "alarms.build", "alarms.publish")
@@ -158,18 +165,59 @@ def test_broker_errors_become_recoverable(
     assert failure.value.__cause__ is error
 
 
-def test_other_errors_are_not_disguised_as_recoverable(
-    app: Celery, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    "error", [EncodeError(TypeError("not JSON")), TypeError("cannot serialize"), RecursionError()]
+)
+def test_a_batch_that_cannot_be_encoded_is_no_broker_failure(
+    app: Celery, monkeypatch: pytest.MonkeyPatch, error: Exception
 ) -> None:
     dispatcher = CeleryDispatcher(app, pipeline())
 
     def apply_async(self: Signature, *args: Any, **options: Any) -> None:
-        raise TypeError("cannot serialize")
+        raise error
 
     monkeypatch.setattr(type(dispatcher.signature([], TICKET)), "apply_async", apply_async)
 
-    with pytest.raises(TypeError, match="cannot serialize"):
+    with pytest.raises(Unencodable) as failure:
         dispatcher.hand_off(BATCH, TICKET)
+
+    assert not isinstance(failure.value, RecoverableError)  # retrying would fail the same way
+    assert str(failure.value).startswith("pipeline 'alarms': a batch of 2 records cannot be")
+
+
+def test_other_errors_are_not_disguised(app: Celery, monkeypatch: pytest.MonkeyPatch) -> None:
+    dispatcher = CeleryDispatcher(app, pipeline())
+
+    def apply_async(self: Signature, *args: Any, **options: Any) -> None:
+        raise AttributeError("a bug")
+
+    monkeypatch.setattr(type(dispatcher.signature([], TICKET)), "apply_async", apply_async)
+
+    with pytest.raises(AttributeError, match="a bug"):
+        dispatcher.hand_off(BATCH, TICKET)
+
+
+def deep(levels: int) -> dict[str, Any]:
+    value: dict[str, Any] = {}
+    for _ in range(levels):
+        value = {"a": value}
+    return value
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ({"n": 1}, None),
+        ({"s": "\ud800"}, None),  # kombu's JSON writes it as an escape: it travels
+        ({"b": b"bytes"}, None),  # kombu's JSON writes bytes as text
+        ({"set": {1}}, "TypeError"),
+        (deep(3000), "RecursionError"),
+    ],
+)
+def test_unencodable_names_why_one_message_cannot_travel(value: Any, expected: str | None) -> None:
+    found = unencodable({"id": "c/t/0/0", "value": value})
+
+    assert (found is None) if expected is None else (expected in (found or ""))
 
 
 # -- on the in-process memory transport ---------------------------------------------------------

@@ -3,10 +3,13 @@ re-drives of lost batches, splitting of batches that kill their worker."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from tests.unit.fakes import RecordingDispatcher
 from tests.unit.test_puller import DLQ, SPACE, TOPIC, World, offsets, pipeline, world  # noqa: F401
+from workers import puller as puller_module
 from workers.exceptions import RecoverableError
 from workers.ledger import Slice
 from workers.offsets import Position
@@ -309,3 +312,28 @@ def test_ranges_of_the_ledger_match_the_records_handed_off(world: World) -> None
     flying = sum(len(in_flight(world, p)) for p in (0, 1, 2))
     assert flying == sum(len(t.slices) for t in dispatcher.tickets)
     assert world.ledger.finish(SPACE, [Slice(0, "nope", 0, 1)])[0].status == "unknown"
+
+
+def test_a_message_that_cannot_be_encoded_is_dead_lettered_and_its_batch_goes_on(
+    world: World,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    world.fill(0, 3)
+    real = puller_module.decode_or_reason
+
+    def leaky(record: Any, *args: Any) -> Any:  # a decoder bug that lets a set through
+        message = real(record, *args)
+        if record.offset == 1 and isinstance(message, dict):
+            message["value"] = {"tags": {"a", "b"}}
+        return message
+
+    monkeypatch.setattr(puller_module, "decode_or_reason", leaky)
+    dispatcher = world.dispatcher()
+
+    summary = world.puller(pipeline(batch_size=10), dispatcher=dispatcher).cycle()
+
+    assert offsets(dispatcher, 0) == [0, 2]
+    [(partition, offset, reason)] = world.dead_letters()
+    assert (partition, offset) == (b"0", b"1")
+    assert reason.startswith(b"cannot be encoded for the hand-off: TypeError: ")
+    assert (summary.dead_lettered, world.stored()[0]) == (1, 3)

@@ -217,6 +217,7 @@ def _pipeline(
         queue=v["queue"],
         max_value_bytes=v["max_value_bytes"],
         batch_max_bytes=v["batch_max_bytes"],
+        max_depth=v["max_depth"],
         max_in_flight=v["max_in_flight"],
         max_attempts=v["max_attempts"],
         redrive_seconds=None if v["redrive_seconds"] is None else float(v["redrive_seconds"]),

@@ -156,6 +156,7 @@ class PipelineConfig:
     queue: str | None = None
     max_value_bytes: int = 512 << 10
     batch_max_bytes: int = 4 << 20
+    max_depth: int = 64
     max_in_flight: int = 16
     max_attempts: int = 3
     redrive_seconds: float | None = None

@@ -144,6 +144,9 @@ PIPELINE: dict[str, Field] = {
     "batch_max_bytes": Field(
         "int", "bytes as an integer between 1024 and 268435456", 4 << 20, at_least(1024, 256 << 20)
     ),
+    "max_depth": Field(
+        "int", "an integer between 1 and 200", 64, at_least(1, 200, " (orjson stops at 255)")
+    ),
     "max_in_flight": Field("int", "an integer between 1 and 10000", 16, at_least(1, 10_000)),
     "max_attempts": Field("int", "an integer between 1 and 100", 3, at_least(1, 100)),
     "redrive_seconds": Field(
