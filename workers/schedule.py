@@ -44,10 +44,14 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
 
 def setup(app: Celery) -> None:
     """Make ``app`` run the pipelines: register the tasks, merge the generated Beat schedule
-    into ``beat_schedule`` when the app is configured, and stop consumers before the pool at
-    worker shutdown. ``workers.app`` does this for its own app; call it for yours."""
+    into ``beat_schedule`` when the app is configured, stop consumers before the pool at worker
+    shutdown, and keep workers alive through a restart of a Redis broker (kombu's transport
+    would otherwise crash them). ``workers.app`` does this for its own app; call it for
+    yours."""
+    from workers._kombu_redis_fix import install
     from workers.shutdown import StopConsumers
 
+    install()  # a worker survives its Redis broker restarting (see the module)
     app.steps["worker"].add(StopConsumers)
     app.on_after_configure.connect(_merge_schedule, sender=app, weak=False)  # each (re)config
     if app.configured:

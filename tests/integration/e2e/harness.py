@@ -83,13 +83,20 @@ class Cluster:
         return process
 
     def worker(
-        self, name: str, concurrency: int = 2, consume: bool = False, queues: str = ""
+        self,
+        name: str,
+        concurrency: int = 2,
+        consume: bool = False,
+        queues: str = "",
+        events: bool = False,
     ) -> CeleryProcess:
+        """A prefork worker; ``events`` keeps Celery's gossip, mingle and heartbeat (the
+        broadcast channels a production worker has), which tests leave out to start faster."""
         queues = queues or self.queue + (f",{self.queue}.consume" if consume else "")
+        quiet = [] if events else ["--without-gossip", "--without-mingle", "--without-heartbeat"]
         return self._celery(
             name, "worker", "-n", f"{name}@%h", "-Q", queues, "-c", str(concurrency),
-            "--pool", "prefork", "--without-gossip", "--without-mingle", "--without-heartbeat",
-            "-l", "INFO",
+            "--pool", "prefork", *quiet, "-l", "INFO",
         )  # fmt: skip
 
     def beat(self) -> CeleryProcess:
@@ -129,8 +136,8 @@ def make_env(
         E2E_REDIS_URL=redis_url,
         E2E_PREFIX=prefix,
         E2E_PIPELINES=json.dumps(pipelines),
-        **extra,
     )
+    env.update(extra)  # may replace any of the above (the broker, for one)
     return env, queue
 
 
