@@ -16,3 +16,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if _INTEGRATION in Path(str(item.fspath)).parents:
             item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(autouse=True)
+def _no_pull_failures() -> None:
+    """Pull failures are remembered per process (for backoff): no test sees another's."""
+    from workers.failures import PULL_FAILURES
+
+    PULL_FAILURES.clear()

@@ -10,6 +10,7 @@ processes on several machines split a topic without Kafka consumer-group rebalan
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import time
@@ -23,6 +24,8 @@ import redis
 
 from workers.keys import Space
 from workers.redis_errors import translated
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,10 +100,35 @@ class Leases(Protocol):
         """Current holders of the given partitions (free partitions are absent)."""
 
 
+# Broken state is repaired, and reported: a members or epochs key of the wrong type is dropped,
+# a lease that is no hash, lacks its owner or epoch, or never expires (tampered with, or left by
+# a bug) is deleted instead of blocking its partition forever, and an epoch that is not a whole
+# number restarts from 0.
 _ACQUIRE = """
 local token, ttl, want, total = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local broken = {}
+local kinds = {'zset', 'hash'}
+for i = 1, 2 do
+  local kind = redis.call('TYPE', KEYS[i]).ok
+  if kind ~= kinds[i] and kind ~= 'none' then
+    redis.call('DEL', KEYS[i])
+    table.insert(broken, KEYS[i])
+  end
+end
+for i = 3, #KEYS do
+  local kind = redis.call('TYPE', KEYS[i]).ok
+  if kind ~= 'none' then
+    local lease = {false, false}
+    if kind == 'hash' then lease = redis.call('HMGET', KEYS[i], 'token', 'epoch') end
+    if kind ~= 'hash' or not lease[1] or not tonumber(lease[2])
+        or redis.call('PTTL', KEYS[i]) < 0 then
+      redis.call('DEL', KEYS[i])
+      table.insert(broken, KEYS[i])
+    end
+  end
+end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 redis.call('ZADD', KEYS[1], now + ttl, token)
 redis.call('PEXPIRE', KEYS[1], ttl * 2)
@@ -124,15 +152,18 @@ for i = 3, #KEYS do
   if n >= limit then break end
   if redis.call('EXISTS', KEYS[i]) == 0 then
     local p = ARGV[5 + i]
-    local epoch = redis.call('HINCRBY', KEYS[2], p, 1)
+    local epoch = tonumber(redis.call('HGET', KEYS[2], p)) or 0
+    if epoch < 0 or epoch ~= math.floor(epoch) then epoch = 0 end
+    epoch = epoch + 1
+    redis.call('HSET', KEYS[2], p, string.format('%.0f', epoch))
     redis.call('HSET', KEYS[i], 'token', token, 'epoch', epoch, 'host', ARGV[5],
                'pid', ARGV[6], 'task', ARGV[7], 'since', now)
     redis.call('PEXPIRE', KEYS[i], ttl)
     n = n + 1
-    table.insert(out, {p, tostring(epoch)})
+    table.insert(out, {p, string.format('%.0f', epoch)})
   end
 end
-return {share, members, out}
+return {share, members, out, broken}
 """
 
 _RENEW = """
@@ -214,7 +245,13 @@ class RedisLeases:
         args += [self.owner.host, self.owner.pid, self.owner.task, *order]
         deadline = self._deadline()
         with translated(f"acquire leases for {space}"):
-            share, members, rows = self._acquire(keys=keys, args=args)
+            share, members, rows, broken = self._acquire(keys=keys, args=args)
+        for key in broken:
+            logger.error(
+                "%s: %s was broken (wrong type, no owner or epoch, or no expiry: tampered with, "
+                "or left by a bug); deleted so that its partition can be read again",
+                space, key.decode() if isinstance(key, bytes) else key,
+            )  # fmt: skip
         leases = sorted(
             (Lease(int(p), int(e), deadline) for p, e in rows), key=lambda lease: lease.partition
         )

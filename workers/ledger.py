@@ -10,6 +10,7 @@ and handed off again (``redrive``), whole or in halves. Scripts run on Redis's c
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -17,6 +18,7 @@ from typing import Any, Protocol
 import redis
 
 from workers.keys import Space
+from workers.offsets import parse_stored
 from workers.redis_errors import translated
 
 
@@ -69,6 +71,7 @@ class PartitionState:
     reach: int | None
     generation: int
     in_flight: tuple[InFlight, ...]
+    malformed: tuple[str, ...] = ()
 
     @property
     def read_from(self) -> int | None:
@@ -176,8 +179,8 @@ local function settle(offsets_key, ledger_key, p, ttl)
     if fields[j] == 'reach' then
       v = tonumber(fields[j + 1])
     elseif string.sub(fields[j], 1, 2) == 'b:' then
-      v = tonumber(string.match(fields[j + 1], '^%d+'))
-      n = n + 1
+      v = tonumber(string.match(fields[j + 1], '^(%d+) %d+ %d+ %d+ %d+$'))
+      if v then n = n + 1 end  -- a malformed entry holds nothing back (its owner drops it)
     end
     if v and (not low or v < low) then low = v end
   end
@@ -214,9 +217,11 @@ for i = 1, (#KEYS - 2) / 2 do
   local committed = redis.call('HGET', KEYS[1], p)
   local n = -1
   if not status then
-    local reach = tonumber(redis.call('HGET', ledger_key, 'reach') or committed or '-1')
+    local reach = tonumber(redis.call('HGET', ledger_key, 'reach')) or -1
     if not committed then
       status = 'missing'
+    elseif not tonumber(committed) then
+      status = 'invalid'
     else
       if tonumber(committed) > reach then reach = tonumber(committed) end
       if tonumber(ARGV[a + 4]) ~= reach then
@@ -264,8 +269,9 @@ local out = {}
 for i = 1, #KEYS do
   local field = 'b:' .. ARGV[i + 2]
   local raw = redis.call('HGET', KEYS[i], field)
-  if raw then
-    local s, e, h, st, due = string.match(raw, '^(%d+) (%d+) (%d+) (%d+) (%d+)$')
+  local s, e, h, st, due
+  if raw then s, e, h, st, due = string.match(raw, '^(%d+) (%d+) (%d+) (%d+) (%d+)$') end
+  if s then
     st = tonumber(st) + 1
     local d = math.max(tonumber(due), now + budget)
     if st > most then d = now end
@@ -289,7 +295,8 @@ local status = fence(KEYS[3], ARGV[1], ARGV[2], KEYS[2], ARGV[4], ARGV[3])
 if status then return status end
 local raw = redis.call('HGET', KEYS[4], 'b:' .. old)
 if not raw then return 'finished' end
-local h, st = string.match(raw, '^%d+ %d+ (%d+) (%d+) ')
+local h, st = string.match(raw, '^%d+ %d+ (%d+) (%d+) %d+$')
+if not h then return 'finished' end  -- malformed: nothing to re-drive
 local due = clock() + tonumber(ARGV[6])
 redis.call('HDEL', KEYS[4], 'b:' .. old)
 for a = 7, #ARGV, 3 do
@@ -310,10 +317,9 @@ local now = clock()
 for i = 1, #KEYS do
   local field = 'b:' .. ARGV[i]
   local raw = redis.call('HGET', KEYS[i], field)
-  if raw then
-    local s, e, h, st = string.match(raw, '^(%d+) (%d+) (%d+) (%d+) ')
-    redis.call('HSET', KEYS[i], field, entry(s, e, h, st, now))
-  end
+  local s, e, h, st
+  if raw then s, e, h, st = string.match(raw, '^(%d+) (%d+) (%d+) (%d+) %d+$') end
+  if s then redis.call('HSET', KEYS[i], field, entry(s, e, h, st, now)) end
 end
 return 0
 """
@@ -325,25 +331,37 @@ def _text(raw: bytes | str) -> str:
 
 
 def _opt_int(raw: Any) -> int | None:
-    """An integer from a Redis reply; None for nil (Lua's false arrives as None)."""
-    if raw is None or raw is False or raw in (b"", ""):
-        return None
-    return int(raw)
+    """An integer from a Redis reply; None for nil (Lua's false arrives as None) and for a
+    stored value that is not an offset."""
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        return raw
+    return parse_stored(raw)[0]
 
 
-def parse_books(partition: int, raw: Mapping[Any, Any]) -> tuple[int | None, list[InFlight]]:
-    """``reach`` and the slices in flight from a ledger hash as Redis returns it."""
+_ENTRY = re.compile(r"([0-9]{1,20}) ([0-9]{1,20}) ([0-9]{1,9}) ([0-9]{1,9}) ([0-9]{1,20})")
+
+
+def parse_books(
+    partition: int, raw: Mapping[Any, Any]
+) -> tuple[int | None, list[InFlight], list[str]]:
+    """``reach``, the slices in flight, and the fields that are not valid entries (tampered
+    with: the scripts ignore them, and the partition's owner drops them) from a ledger hash as
+    Redis returns it."""
     reach: int | None = None
     in_flight: list[InFlight] = []
+    malformed: list[str] = []
     for name, value in raw.items():
         field, text = _text(name), _text(value)
-        if field == "reach":
+        found = _ENTRY.fullmatch(text)
+        if field == "reach" and text.isascii() and text.isdigit() and len(text) <= 20:
             reach = int(text)
-        elif field.startswith("b:"):
-            start, end, handoffs, starts, due = (int(x) for x in text.split())
+        elif field.startswith("b:") and found is not None and int(found[1]) < int(found[2]):
+            start, end, handoffs, starts, due = (int(x) for x in found.groups())
             in_flight.append(InFlight(partition, field[2:], start, end, handoffs, starts, due))
+        else:
+            malformed.append(field)
     in_flight.sort(key=lambda x: (x.start, x.batch))
-    return reach, in_flight
+    return reach, in_flight, malformed
 
 
 class RedisLedger:
@@ -378,9 +396,14 @@ class RedisLedger:
         if parts:
             offsets, gens, books = replies[1], replies[2], replies[3:]
             for p, offset, gen, raw in zip(parts, offsets, gens, books, strict=True):
-                reach, in_flight = parse_books(p, raw)
+                reach, in_flight, malformed = parse_books(p, raw)
                 states[p] = PartitionState(
-                    p, _opt_int(offset), reach, _opt_int(gen) or 0, tuple(in_flight)
+                    p,
+                    parse_stored(offset)[0],
+                    reach,
+                    parse_stored(gen, 2**62)[0] or 0,
+                    tuple(in_flight),
+                    tuple(malformed),
                 )
         return Snapshot(int(seconds) * 1000 + int(micros) // 1000, states)
 

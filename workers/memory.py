@@ -18,7 +18,7 @@ from workers.exceptions import OffsetStoreError
 from workers.keys import Space
 from workers.leases import Grant, Holder, Lease, Owner, rotated
 from workers.ledger import Fence, InFlight, PartitionState, Settled, Slice, Snapshot, covers
-from workers.offsets import Checkpoint, Mode, Outcome, Position, Status
+from workers.offsets import MAX_OFFSET, Checkpoint, Mode, Outcome, Position, Status
 
 
 @dataclass(slots=True)
@@ -91,8 +91,10 @@ class MemoryOffsetStore:
             gens = self.state.generations.get(space, {})
             leases = self.state.live_leases(space)
             for c in checkpoints:
-                if c.offset < 0:
-                    raise OffsetStoreError(f"{space}[{c.partition}]: offset {c.offset} is negative")
+                if not 0 <= c.offset <= MAX_OFFSET:
+                    raise OffsetStoreError(
+                        f"{space}[{c.partition}]: offset {c.offset} is outside 0..{MAX_OFFSET}"
+                    )
                 cur = offsets.get(c.partition)
                 lease = leases.get(c.partition)
                 status: Status
@@ -122,8 +124,10 @@ class MemoryOffsetStore:
             stored = self.state.offsets.setdefault(space, {})
             gens = self.state.generations.setdefault(space, {})
             for p, offset in sorted(offsets.items()):
-                if offset < 0:
-                    raise OffsetStoreError(f"{space}[{p}]: offset {offset} is negative")
+                if not 0 <= offset <= MAX_OFFSET:
+                    raise OffsetStoreError(
+                        f"{space}[{p}]: offset {offset} is outside 0..{MAX_OFFSET}"
+                    )
                 before[p] = Position(stored.get(p), gens.get(p, 0))
                 stored[p] = offset
                 gens[p] = gens.get(p, 0) + 1

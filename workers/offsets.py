@@ -9,6 +9,8 @@ caller read it (same generation); a plain commit never moves an offset backwards
 
 from __future__ import annotations
 
+import logging
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
@@ -19,19 +21,33 @@ from workers.exceptions import OffsetStoreError
 from workers.keys import Space
 from workers.redis_errors import translated
 
+logger = logging.getLogger(__name__)
+
 # advance: forward only (a normal commit); init: only where nothing is stored (start policy);
 # repair: any direction (an out-of-range offset moved by policy). All three are fenced.
 Mode = Literal["advance", "init", "repair"]
-Status = Literal["written", "unchanged", "backwards", "exists", "not_owner", "fenced", "reset"]
+Status = Literal[
+    "written", "unchanged", "backwards", "exists", "invalid", "not_owner", "fenced", "reset"
+]
 WRITTEN: frozenset[str] = frozenset({"written", "unchanged"})
+
+
+# The largest offset kept: Redis's Lua holds integers exactly up to 2**53 (Kafka's own limit,
+# 2**63 - 1, is out of reach anyway: 2**53 records at a million a second take 285 years).
+MAX_OFFSET = 2**53
+_INTEGER = re.compile(r"-?[0-9]+")
 
 
 @dataclass(frozen=True, slots=True)
 class Position:
-    """What is stored for one partition: ``offset`` is None when nothing is stored yet."""
+    """What is stored for one partition: ``offset`` is None when nothing is stored yet.
+    ``problem`` says what is wrong when the stored offset or generation is not valid (not an
+    integer, negative, too large: tampered with); the offset is None and the generation 0
+    then, and the caller must repair or refuse the partition, never read from it."""
 
     offset: int | None
     generation: int
+    problem: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +125,8 @@ for i = 3, 2 + n do
     status = 'reset'
   elseif mode == 'init' and cur then
     status = 'exists'
+  elseif mode == 'advance' and cur and not tonumber(cur) then
+    status = 'invalid'  -- not a number: only a repair or a reset may replace it
   elseif mode == 'advance' and cur and tonumber(cur) > off then
     status = 'backwards'
   elseif cur and tonumber(cur) == off then
@@ -136,8 +154,11 @@ for a = 2, #ARGV, 2 do
   local p = ARGV[a]
   local before = redis.call('HGET', KEYS[1], p)
   local gen = redis.call('HGET', KEYS[2], p) or '0'
+  -- A generation that is not a whole number >= 0 (tampered with) restarts from 0.
+  local g = tonumber(gen)
+  if not g or g < 0 or g ~= math.floor(g) then g = 0 end
   redis.call('HSET', KEYS[1], p, ARGV[a + 1])
-  redis.call('HINCRBY', KEYS[2], p, 1)
+  redis.call('HSET', KEYS[2], p, string.format('%.0f', g + 1))
   redis.call('DEL', KEYS[2 + a / 2])
   table.insert(out, {p, before or false, gen})
 end
@@ -147,7 +168,34 @@ return out
 
 
 def _int(value: Any) -> int | None:
-    return None if value in (None, False, b"", "") else int(value)
+    return parse_stored(value)[0]
+
+
+def parse_stored(raw: Any, limit: int = MAX_OFFSET) -> tuple[int | None, str]:
+    """(value, problem) of a stored offset or generation as Redis returns it: None and "" when
+    absent; None and what is wrong when it is not an integer from 0 to ``limit``."""
+    if raw is None or raw is False:
+        return None, ""
+    text = raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw)
+    if not _INTEGER.fullmatch(text):
+        shown = text if len(text) <= 40 else text[:40] + "..."
+        return None, f"{shown!r} is not an integer"
+    if text.startswith("-"):
+        return None, f"{text[:40]} is negative"
+    if len(text) > 20 or int(text) > limit:  # never int() of thousands of digits
+        return None, f"{text[:40]} is beyond the largest offset kept ({limit})"
+    return int(text), ""
+
+
+def _position(space: Space, partition: int, offset: Any, generation: Any) -> Position:
+    value, bad_offset = parse_stored(offset)
+    gen, bad_gen = parse_stored(generation, 2**62)
+    problems = []
+    if bad_offset:
+        problems.append(f"{space.key('offsets')} field {partition}: offset {bad_offset}")
+    if bad_gen:
+        problems.append(f"{space.key('generations')} field {partition}: generation {bad_gen}")
+    return Position(value, gen or 0, "; ".join(problems))
 
 
 class RedisOffsetStore:
@@ -173,9 +221,7 @@ class RedisOffsetStore:
             pipe.hmget(space.key("offsets"), [str(p) for p in parts])
             pipe.hmget(space.key("generations"), [str(p) for p in parts])
             offsets, gens = pipe.execute()
-        return {
-            p: Position(_int(o), _int(g) or 0) for p, o, g in zip(parts, offsets, gens, strict=True)
-        }
+        return {p: _position(space, p, o, g) for p, o, g in zip(parts, offsets, gens, strict=True)}
 
     def stored(self, space: Space) -> dict[int, Position]:
         with translated(f"read offsets for {space}"):
@@ -183,7 +229,14 @@ class RedisOffsetStore:
             pipe.hgetall(space.key("offsets"))
             pipe.hgetall(space.key("generations"))
             offsets, gens = pipe.execute()
-        return {int(p): Position(int(o), int(gens.get(p, 0))) for p, o in sorted(offsets.items())}
+        out: dict[int, Position] = {}
+        for field, raw in offsets.items():
+            partition, bad = parse_stored(field, 2**31)
+            if partition is None:
+                logger.warning("%s has a field that is no partition: %s", space.key("offsets"), bad)
+                continue
+            out[partition] = _position(space, partition, raw, gens.get(field))
+        return dict(sorted(out.items()))
 
     def commit(
         self, space: Space, token: str, checkpoints: Sequence[Checkpoint], mode: Mode = "advance"
@@ -195,8 +248,10 @@ class RedisOffsetStore:
         keys += [space.key("ledger", c.partition) for c in checkpoints]
         args: list[Any] = [token, mode, self.ttl]
         for c in checkpoints:
-            if c.offset < 0:
-                raise OffsetStoreError(f"{space}[{c.partition}]: offset {c.offset} is negative")
+            if not 0 <= c.offset <= MAX_OFFSET:
+                raise OffsetStoreError(
+                    f"{space}[{c.partition}]: offset {c.offset} is outside 0..{MAX_OFFSET}"
+                )
             args += [c.partition, c.offset, c.epoch, c.generation]
         with translated(f"commit offsets for {space}"):
             rows = self._commit(keys=keys, args=args)
@@ -208,13 +263,15 @@ class RedisOffsetStore:
         args: list[Any] = [self.ttl]
         keys = [space.key("offsets"), space.key("generations")]
         for partition, offset in sorted(offsets.items()):
-            if offset < 0:
-                raise OffsetStoreError(f"{space}[{partition}]: offset {offset} is negative")
+            if not 0 <= offset <= MAX_OFFSET:
+                raise OffsetStoreError(
+                    f"{space}[{partition}]: offset {offset} is outside 0..{MAX_OFFSET}"
+                )
             args += [partition, offset]
             keys.append(space.key("ledger", partition))
         with translated(f"reset offsets for {space}"):
             rows = self._reset(keys=keys, args=args)
-        return {int(p): Position(_int(before), int(gen)) for p, before, gen in rows}
+        return {int(p): _position(space, int(p), before, gen) for p, before, gen in rows}
 
     def count_skipped(self, space: Space, partition: int, records: int) -> int:
         with translated(f"count skipped records for {space}"):
@@ -223,7 +280,8 @@ class RedisOffsetStore:
     def skipped(self, space: Space) -> dict[int, int]:
         with translated(f"read skipped counts for {space}"):
             raw = self.client.hgetall(space.key("skipped"))
-        return {int(p): int(n) for p, n in sorted(raw.items())}
+        counts = {parse_stored(p, 2**31)[0]: parse_stored(n, 2**62)[0] for p, n in raw.items()}
+        return {p: n or 0 for p, n in sorted(counts.items()) if p is not None}
 
 
 def _status(raw: bytes | str) -> Status:

@@ -23,7 +23,7 @@ from workers.consumer import Consumer
 from workers.exceptions import Fenced, OffsetStoreError
 from workers.keys import Space
 from workers.leases import Lease
-from workers.offsets import Checkpoint, OffsetStore, Position
+from workers.offsets import MAX_OFFSET, Checkpoint, OffsetStore, Position
 from workers.timeparse import parse_time, to_millis
 
 logger = logging.getLogger(__name__)
@@ -73,7 +73,7 @@ def start_offsets(
     return {p: max(start, end - policy.n) for p, (start, end) in bounds.items()}
 
 
-_OFFSET = re.compile(r"^\d+$")
+_OFFSET = re.compile(r"[0-9]+")
 
 
 def target_offsets(
@@ -91,7 +91,9 @@ def target_offsets(
     text = target.strip()
     if text in ("earliest", "latest"):
         return start_offsets(consumer, topic, partitions, StartPolicy(text), now)  # type: ignore[arg-type]
-    if _OFFSET.match(text):
+    if _OFFSET.fullmatch(text):
+        if len(text) > 20 or int(text) > MAX_OFFSET:
+            raise ValueError(f"offset {text[:40]} is beyond the largest offset kept ({MAX_OFFSET})")
         return {p: int(text) for p in partitions}
     when = parse_time(text[1:] if text.startswith("@") else text, now)
     return offsets_at(consumer, topic, partitions, when)
@@ -163,7 +165,11 @@ class Positioner:
         self.repaired = {}
         by_partition = {lease.partition: lease for lease in leases}
         positions = self.store.read(self.space, by_partition)
-        missing = [p for p, pos in positions.items() if pos.offset is None]
+        broken = {p: pos for p, pos in positions.items() if pos.problem}
+        if broken:
+            self.repaired.update(self.repair_broken(broken))
+            positions.update(self.store.read(self.space, broken))
+        missing = [p for p, pos in positions.items() if pos.offset is None and not pos.problem]
         if missing:
             starts = start_offsets(self.consumer, self.space.topic, missing, self.start, now)
             checkpoints = [
@@ -185,6 +191,27 @@ class Positioner:
                 ready[p] = fixed
                 self.repaired[p] = fixed.offset
         return ready
+
+    def repair_broken(self, broken: Mapping[int, Position]) -> dict[int, int]:
+        """Stored state that is not valid (tampered with): an offset that is not one moves by
+        the out-of-range policy, a generation that is not one restarts; both as a reset (the
+        batches in flight are dropped and read again), logged as an error naming the key."""
+        bounds = edges(self.consumer, self.space.topic, sorted(broken))
+        targets: dict[int, int] = {}
+        for p, pos in broken.items():
+            start, end = bounds[p]
+            if pos.offset is None:
+                targets[p] = start if self.out_of_range == "earliest" else end
+            else:
+                targets[p] = pos.offset
+        self.store.reset(self.space, targets)
+        for p, target in sorted(targets.items()):
+            logger.error(
+                "%s partition %d: %s; repaired as a reset to %d (the '%s' out-of-range policy "
+                "for a broken offset; set another with `workers offsets reset`)",
+                self.space, p, broken[p].problem, target, self.out_of_range,
+            )  # fmt: skip
+        return targets
 
     def repair(self, lease: Lease, position: Position, log_start: int, log_end: int) -> Position:
         """Move an out-of-range offset by policy (fenced), log and count what is skipped."""

@@ -166,6 +166,9 @@ class Puller:
             return summary
         snapshot = self.ledger.snapshot(self.space, prepared)
         books = snapshot.partitions
+        for p, book in sorted(books.items()):
+            if book.malformed:
+                self._drop_malformed(p, book.malformed)
         epochs = {lease.partition: lease.epoch for lease in self.held}
         fences = {p: Fence(epochs[p], books[p].generation) for p in books}
         start = {p: _read_from(b, prepared[p]) for p, b in books.items()}
@@ -218,6 +221,18 @@ class Puller:
             fresh = self.ledger.snapshot(self.space, books).partitions
             run.flying.update({p: len(b.in_flight) for p, b in fresh.items()})
         return touched
+
+    def _drop_malformed(self, partition: int, fields: tuple[str, ...]) -> None:
+        """Entries of the books that are not entries (tampered with) hold nothing back and
+        describe nothing that can be re-driven: drop them, loudly."""
+        logger.error(
+            "%s: fields %s are not valid ledger entries; dropped (the committed offset never "
+            "depended on them)",
+            self.space.key("ledger", partition), ", ".join(repr(f[:40]) for f in fields[:5]),
+        )  # fmt: skip
+        dropped = [Slice(partition, f[2:], 0, 1) for f in fields if f.startswith("b:")]
+        for one in dropped:  # one call per slice: at most one slice per partition per call
+            self.ledger.finish(self.space, [one])
 
     def _pause_full(self, run: _Cycle) -> bool:
         """Pause the partitions with ``max_in_flight`` batches unfinished and resume the

@@ -15,8 +15,11 @@ from celery import Task, shared_task
 
 from workers.config import settings_for
 from workers.connections import connections_for
+from workers.deadletter import short_reason
 from workers.engine import pulling, run_cycle, slots_for
-from workers.exceptions import ConfigError, RecoverableError
+from workers.exceptions import ConfigError, OffsetStoreError, RecoverableError
+from workers.failures import PULL_FAILURES
+from workers.puller import TopicMissing
 from workers.shutdown import sigterm_stops, stop_requested
 
 logger = logging.getLogger(__name__)
@@ -32,9 +35,27 @@ RETRY: dict[str, Any] = {
 @shared_task(name="workers.pull", bind=True, max_retries=3, **RETRY)
 def pull(self: Task, pipeline: str) -> dict[str, Any]:
     """One bounded pull cycle of ``pipeline``; returns its summary. Overlapping runs are
-    harmless: each reads only the partitions it could lease."""
-    with pulling(self.app, pipeline, task=f"pull:{self.request.id}", stopping=stop_requested) as p:
-        summary = run_cycle(self.app, p)
+    harmless: each reads only the partitions it could lease.
+
+    A pull that keeps failing backs off (``workers.failures``): until its backoff has passed,
+    a pull of that pipeline returns at once (``stopped_by: backoff``). The first failure of a
+    kind fails the task (logged with its traceback, a ``RecoverableError`` retried); the same
+    kind again returns quietly (``stopped_by: failing``) instead of logging every interval."""
+    wait = PULL_FAILURES.waiting(pipeline)
+    if wait:
+        return {"pipeline": pipeline, "stopped_by": "backoff", "retry_in": round(wait, 1)}
+    try:
+        with pulling(
+            self.app, pipeline, task=f"pull:{self.request.id}", stopping=stop_requested
+        ) as p:
+            summary = run_cycle(self.app, p)
+    except ConfigError:
+        raise  # a setting to fix: nothing to back off from
+    except Exception as exc:
+        if PULL_FAILURES.failed(pipeline, exc):
+            raise
+        return {"pipeline": pipeline, "stopped_by": "failing", "error": short_reason(str(exc))}
+    PULL_FAILURES.succeeded(pipeline)
     return summary.as_dict()
 
 
@@ -81,7 +102,18 @@ def consume(self: Task, pipeline: str, slot: int) -> dict[str, Any]:
                 if not slots.claim(slot, token):
                     ended_by = "slot_lost"
                     break
-                summary = run_cycle(self.app, puller)
+                wait = PULL_FAILURES.waiting(pipeline)
+                if wait:
+                    _idle(wait, deadline)
+                    continue
+                try:
+                    summary = run_cycle(self.app, puller)
+                except (RecoverableError, TopicMissing, OffsetStoreError) as exc:
+                    # A long-lived consumer rides through outages: back off, log once per kind.
+                    if PULL_FAILURES.failed(pipeline, exc):
+                        logger.exception("consumer %s/%d: a pull cycle failed", pipeline, slot)
+                    continue
+                PULL_FAILURES.succeeded(pipeline)
                 totals["cycles"] += 1
                 for name in ("records", "delivered", "dead_lettered", "batches"):
                     totals[name] += getattr(summary, name)
