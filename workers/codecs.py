@@ -44,9 +44,26 @@ def _finite(text: str) -> float:
     return number
 
 
+INT64 = (-(2**63), 2**63 - 1)
+
+
+class _Refused(ValueError):
+    """A value the decoder must refuse with this very reason (not as 'not valid JSON')."""
+
+
+def _bounded_int(text: str) -> int:
+    # Refused before int() sees it: past 4,300 digits int() itself raises, with a long advice.
+    digits = len(text.lstrip("-"))
+    if digits > 19 and not INT64[0] <= int(text[:25]) <= INT64[1]:
+        raise _Refused(f"value has an integer of {digits} digits, outside the signed 64-bit range")
+    return int(text)
+
+
 # Python's parser accepts NaN and Infinity, and turns 1e400 into inf; JSON has none of them,
 # and a strict encoder refuses them later, far from the record that brought them.
-_JSON_LOADS = json.JSONDecoder(parse_constant=_no_constant, parse_float=_finite).decode
+_JSON_LOADS = json.JSONDecoder(
+    parse_constant=_no_constant, parse_float=_finite, parse_int=_bounded_int
+).decode
 
 
 def _optional(module: str) -> Any:
@@ -138,7 +155,6 @@ def _text_or_b64(data: bytes | None) -> str | dict[str, str] | None:
 
 DEFAULT_MAX_DEPTH = 64
 MAX_DEPTH_LIMIT = 200  # below orjson's 255 levels, with room for the hand-off's envelope
-INT64 = (-(2**63), 2**63 - 1)
 # A JSON escape of a UTF-16 surrogate: the only way a lone surrogate gets into decoded text.
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 
@@ -203,10 +219,14 @@ def _decode_value(value: bytes, codec: Codec, max_depth: int = DEFAULT_MAX_DEPTH
         return text
     if not text.strip():
         raise ValueError("value is empty; expected a JSON object")
+    if text.startswith("\ufeff"):
+        raise ValueError("value starts with a byte order mark; JSON text must not")
     try:
         decoded = _JSON_LOADS(text)
     except json.JSONDecodeError as exc:
         raise ValueError(f"value is not valid JSON ({exc.msg} at char {exc.pos})") from None
+    except _Refused as exc:
+        raise ValueError(str(exc)) from None
     except ValueError as exc:
         raise ValueError(f"value is not valid JSON ({exc})") from None
     except RecursionError:

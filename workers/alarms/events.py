@@ -25,6 +25,8 @@ _TEXT = ("target", "description", "metric")
 _INTS = ("strategy_id", "bk_biz_id")
 _EPOCH = re.compile(r"[0-9]+(\.[0-9]+)?")
 _MS_THRESHOLD = 1e11  # epoch numbers above this are milliseconds (1e11 s is the year 5138)
+# Earlier than this is a clock that was never set (epoch 0), not an alarm: 2000-01-01T00:00Z.
+EARLIEST_MS = 946_684_800_000
 
 
 class InvalidEvent(WorkersError):
@@ -59,7 +61,8 @@ def _int(value: Mapping[str, Any], name: str) -> int | None:
 
 def event_time(raw: Any, now_ms: int, max_future_ms: int) -> int:
     """Epoch milliseconds (UTC) from epoch seconds, epoch milliseconds or ISO 8601 (no zone
-    means UTC). Raises ``InvalidEvent`` for anything else and for a time too far ahead."""
+    means UTC). Raises ``InvalidEvent`` for anything else, for a time too far ahead, and for
+    one before 2000 (a clock never set)."""
     if isinstance(raw, bool) or raw is None:
         raise InvalidEvent("time is required" if raw is None else "time must not be a boolean")
     given = raw
@@ -77,6 +80,8 @@ def event_time(raw: Any, now_ms: int, max_future_ms: int) -> int:
     else:
         kind = type(raw).__name__
         raise InvalidEvent(f"time must be a number or an ISO 8601 string, got {kind}")
+    if ms < EARLIEST_MS:
+        raise InvalidEvent(f"time {_short(given)} is before 2000-01-01: not a plausible alarm time")
     if ms > now_ms + max_future_ms:
         ahead = (ms - now_ms) / 1000
         raise InvalidEvent(
