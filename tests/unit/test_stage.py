@@ -1,0 +1,202 @@
+"""The Stage base class, run as a worker runs it (a request pushed, the in-process memory
+broker for retries): isolation by bisection, retries, and the ledger's bookkeeping (the first
+stage begins, the last one finishes) on the in-memory twin."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from celery import Celery
+from celery.exceptions import Ignore, Retry
+
+import workers.stage as stage_module
+from tests.unit.fakes import ManualClock
+from workers.exceptions import RecoverableError
+from workers.keys import Space
+from workers.leases import Owner
+from workers.ledger import Fence, Slice
+from workers.memory import MemoryLeases, MemoryLedger, MemoryOffsetStore, MemoryState
+from workers.offsets import Checkpoint
+from workers.stage import Stage, failure_reason
+from workers.tickets import Ticket
+
+SPACE = Space("t", "common", "g", "events")
+SLICE = Slice(0, "b1", 0, 4)
+TICKET = Ticket("alarms", SPACE, (SLICE,), 60_000, 2)
+
+
+@pytest.fixture
+def ledger() -> MemoryLedger:
+    """A ledger with batch b1 (offsets 0-3 of partition 0) in flight."""
+    state = MemoryState(clock=ManualClock())
+    leases = MemoryLeases(state, Owner("h", 1), 30.0)
+    epoch = leases.acquire(SPACE, [0]).leases[0].epoch
+    MemoryOffsetStore(state).commit(SPACE, leases.token, [Checkpoint(0, 0, epoch, 0)], "init")
+    twin = MemoryLedger(state)
+    twin.record(SPACE, leases.token, {0: Fence(epoch, 0)}, [SLICE], 60_000)
+    return twin
+
+
+@pytest.fixture
+def letters(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, str]]:
+    sent: list[tuple[Any, str]] = []
+
+    def dead_letter(app: Any, refused: Any, **kwargs: Any) -> int:
+        sent.extend(refused)
+        return len(refused)
+
+    monkeypatch.setattr(stage_module, "dead_letter", dead_letter)
+    return sent
+
+
+@pytest.fixture
+def app(ledger: MemoryLedger, monkeypatch: pytest.MonkeyPatch) -> Iterator[Celery]:
+    app = Celery("stage-test", set_as_current=False)
+    app.conf.update(broker_url="memory://", task_default_queue="stage-test")
+    monkeypatch.setattr(Stage, "_ledger", lambda self: ledger)
+    yield app
+    app.close()
+
+
+def items(*bad: int) -> list[dict[str, Any]]:
+    return [{"record_id": f"common/events/0/{i}", "n": i, "bad": i in bad} for i in range(4)]
+
+
+def fragile(app: Celery, calls: list[int] | None = None) -> Any:
+    @app.task(base=Stage, name="t.fragile", bind=True)
+    def run(self: Any, batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        if calls is not None:
+            calls.append(len(batch))
+        if any(x["bad"] for x in batch):
+            raise ValueError("bad item\nsecond line")
+        return [{**x, "seen": True} for x in batch]
+
+    return run
+
+
+def run(task: Any, batch: Any, stage: int | None = None, stages: int = 1, retries: int = 0) -> Any:
+    """Call ``task`` as a worker does: a request with its retries and, for ``stage``, the
+    batch's ticket header at that position of a chain of ``stages``."""
+    ticket = {} if stage is None else TICKET.header(stage, stages)
+    task.push_request(args=(batch,), called_directly=False, retries=retries, id="r1", **ticket)
+    try:
+        return task(batch)
+    finally:
+        task.pop_request()
+
+
+def test_a_failing_batch_is_bisected_and_only_the_failing_items_are_dead_lettered(
+    app: Celery, letters: list[tuple[Any, str]]
+) -> None:
+    calls: list[int] = []
+    task = fragile(app, calls)
+
+    out = run(task, items(1, 2), retries=2)  # past its failure retries
+
+    assert [x["n"] for x in out] == [0, 3]  # the rest, in order
+    assert [(x["n"], reason) for x, reason in letters] == [
+        (1, "stage t.fragile failed: ValueError: bad item\\nsecond line"),
+        (2, "stage t.fragile failed: ValueError: bad item\\nsecond line"),
+    ]
+    assert calls == [4, 2, 1, 1, 2, 1, 1]  # the batch, then halves down to single items
+
+
+def test_a_failing_batch_is_retried_before_it_is_bisected(
+    app: Celery, letters: list[tuple[Any, str]]
+) -> None:
+    task = fragile(app)
+
+    with pytest.raises(Retry):
+        run(task, items(1), retries=0)
+
+    assert letters == []
+
+
+def test_a_recoverable_error_retries_the_whole_batch_even_while_bisecting(
+    app: Celery, letters: list[tuple[Any, str]]
+) -> None:
+    @app.task(base=Stage, name="t.flaky", bind=True)
+    def flaky(self: Any, batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        if len(batch) == 4:
+            raise ValueError("a bug")
+        raise RecoverableError("the service went away")
+
+    with pytest.raises(Retry):
+        run(flaky, items(), retries=2)
+
+    assert letters == []
+
+
+def test_the_first_stage_counts_a_start_and_the_last_stage_finishes_the_batch(
+    app: Celery, ledger: MemoryLedger
+) -> None:
+    task = fragile(app)
+
+    run(task, items(), 0, 2)
+    after_first = ledger.snapshot(SPACE, [0]).partitions[0]
+    run(task, items(), 1, 2)
+    after_last = ledger.snapshot(SPACE, [0]).partitions[0]
+
+    assert [e.starts for e in after_first.in_flight] == [1]
+    assert (after_last.in_flight, after_last.committed) == ((), 4)
+
+
+def test_a_batch_already_finished_is_skipped_and_stops_its_chain(
+    app: Celery, ledger: MemoryLedger
+) -> None:
+    calls: list[int] = []
+    task = fragile(app, calls)
+    ledger.finish(SPACE, [SLICE])
+
+    with pytest.raises(Ignore):
+        run(task, items(), 0, 3)
+
+    assert calls == []
+
+
+def test_a_batch_started_too_often_is_not_run_again(app: Celery, ledger: MemoryLedger) -> None:
+    calls: list[int] = []
+    task = fragile(app, calls)
+    for _ in range(TICKET.max_starts):  # its worker died each time
+        ledger.begin(SPACE, [SLICE], 60_000, TICKET.max_starts)
+
+    with pytest.raises(Ignore):
+        run(task, items(), 0, 3)
+    book = ledger.snapshot(SPACE, [0])
+
+    assert calls == []
+    assert book.partitions[0].in_flight[0].due_ms <= book.now_ms  # its owner acts at once
+
+
+def test_a_retried_first_stage_does_not_count_another_start(
+    app: Celery, ledger: MemoryLedger
+) -> None:
+    task = fragile(app)
+
+    run(task, items(), 0, 2, retries=1)
+
+    assert [e.starts for e in ledger.snapshot(SPACE, [0]).partitions[0].in_flight] == [0]
+
+
+def test_a_failure_to_finish_is_retried(
+    app: Celery, ledger: MemoryLedger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def down(*args: Any) -> Any:
+        raise RecoverableError("redis down")
+
+    monkeypatch.setattr(ledger, "finish", down)
+    task = fragile(app)
+
+    with pytest.raises(Retry):
+        run(task, items(), 0, 1)
+
+
+def test_a_reason_survives_an_exception_whose_str_fails() -> None:
+    class Weird(Exception):
+        def __str__(self) -> str:
+            raise RuntimeError("no")
+
+    assert failure_reason("s", Weird()) == "stage s failed: Weird: <unprintable>"
+    assert len(failure_reason("s", ValueError("x" * 5000))) == 200
