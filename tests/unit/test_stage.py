@@ -65,7 +65,7 @@ def items(*bad: int) -> list[dict[str, Any]]:
 
 
 def fragile(app: Celery, calls: list[int] | None = None) -> Any:
-    @app.task(base=Stage, name="t.fragile", bind=True)
+    @app.task(base=Stage, name="t.fragile", bind=True, shared=False)
     def run(self: Any, batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if calls is not None:
             calls.append(len(batch))
@@ -117,7 +117,7 @@ def test_a_failing_batch_is_retried_before_it_is_bisected(
 def test_a_recoverable_error_retries_the_whole_batch_even_while_bisecting(
     app: Celery, letters: list[tuple[Any, str]]
 ) -> None:
-    @app.task(base=Stage, name="t.flaky", bind=True)
+    @app.task(base=Stage, name="t.flaky", bind=True, shared=False)
     def flaky(self: Any, batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if len(batch) == 4:
             raise ValueError("a bug")
