@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
+import threading
+import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -70,3 +76,68 @@ def send_each(kafka: str, topic: str, counts: dict[int, int]) -> dict[int, list[
                 for i in range(n)] for p, n in counts.items()}  # fmt: skip
     producer.close()
     return sent
+
+
+@dataclass(frozen=True)
+class Ran:
+    """A finished ``workers`` process: exit code, output, and how long it took."""
+
+    code: int
+    out: str
+    err: str
+    seconds: float
+
+
+def run_command(tmp: Path, *args: str, timeout: float, env: dict[str, str] | None = None) -> Ran:
+    """``python -m workers.cli ARGS`` in ``tmp`` (where config modules are written); fails the
+    test if it has not ended after ``timeout`` seconds (a hang, killed)."""
+    argv = [sys.executable, "-m", "workers.cli", *args]
+    started = time.monotonic()
+    proc = subprocess.Popen(argv, cwd=tmp, env={**os.environ, **(env or {})}, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        pytest.fail(f"workers {' '.join(args)} still running after {timeout} s: {out}{err}")
+    return Ran(proc.returncode, out, err, time.monotonic() - started)
+
+
+def write_module(tmp: Path, source: str) -> str:
+    """A Python module in ``tmp`` holding ``source``; returns its name."""
+    name = f"cliconf_{uuid.uuid4().hex[:8]}"
+    (tmp / f"{name}.py").write_text(source)
+    return name
+
+
+@contextmanager
+def silent_server() -> Iterator[int]:
+    """A TCP server on a free loopback port that accepts every connection and never sends a
+    byte (a wrong port, a stuck proxy); yields the port. Connections are closed at the end."""
+    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    server.bind(("127.0.0.1", 0))
+    server.listen(64)
+    server.settimeout(0.1)
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                accepted.append(server.accept()[0])
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+
+    thread = threading.Thread(target=serve, name="silent-server", daemon=True)
+    thread.start()
+    try:
+        yield int(server.getsockname()[1])
+    finally:
+        stop.set()
+        thread.join(5)
+        server.close()
+        for conn in accepted:
+            conn.close()

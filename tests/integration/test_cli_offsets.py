@@ -235,7 +235,7 @@ def test_offsets_reset_refuses_bad_targets_partitions_and_pipelines(
 
     assert (
         bad_to.exit_code == 2
-        and "Invalid value for --to: 'soonish' is not a point in time" in bad_to.stderr
+        and "Invalid value for '--to': 'soonish' is not a point in time" in bad_to.stderr
     )
     assert bad_partition.exit_code == 2 and "Invalid value for --partition" in bad_partition.stderr
     assert unknown.exit_code == 1

@@ -144,8 +144,10 @@ def dead(cli: Cli, new_topic: TopicFactory, kafka_bootstrap: str) -> dict[str, A
     """Pipeline ``p`` whose pulls dead-lettered the ``BAD`` records, one pull each."""
     topic = new_topic(2)
     new_topic(2, name=f"{topic}.dlq")
+    # No stage is registered on this app to derive the re-drive budget from: give it.
+    queue = f"q-{cli.conf['workers_redis_key_prefix']}"
     cli.conf["workers_pipelines"] = {
-        "p": pipeline(topic, start="earliest", queue=f"q-{cli.conf['workers_redis_key_prefix']}")
+        "p": pipeline(topic, start="earliest", queue=queue, redrive_seconds=600)
     }
     producer = KafkaProducer(bootstrap_servers=kafka_bootstrap, linger_ms=0)
     app = Celery("pull", set_as_current=False)
@@ -252,8 +254,10 @@ def test_dlq_replay_after_a_limit_finds_the_rest_of_one_dead_letter_batch(
     # topic, whose end this broker reports as the batch's first offset + 1.
     topic = new_topic(1)
     new_topic(1, name=f"{topic}.dlq")
+    # No stage is registered on this app to derive the re-drive budget from: give it.
+    queue = f"q-{cli.conf['workers_redis_key_prefix']}"
     cli.conf["workers_pipelines"] = {
-        "p": pipeline(topic, start="earliest", queue=f"q-{cli.conf['workers_redis_key_prefix']}")
+        "p": pipeline(topic, start="earliest", queue=queue, redrive_seconds=600)
     }
     producer = KafkaProducer(bootstrap_servers=kafka_bootstrap, linger_ms=50)
     for _, value, _ in BAD:

@@ -369,7 +369,7 @@ def test_bad_config_names_the_key_and_hides_secrets(
             [],
             {"WORKERS_KAFKA_COMMON_RECONNECT_SECONDS": "abc"},
             "WORKERS_KAFKA_COMMON_RECONNECT_SECONDS: got 'abc'; "
-            "expected seconds as a number >= 1 (max connection age)",
+            "expected seconds as a number between 1 and 1000000000 (max connection age)",
             id="env-conversion",
         ),
         pytest.param(
@@ -802,7 +802,7 @@ def test_mask_helpers() -> None:
     assert mask_url(REDIS_URL) == "redis://:***@redis.example:6379/0"
     assert mask_url(f"rediss://user:{SECRET}@h:6380/1") == "rediss://user:***@h:6380/1"
     assert mask_url("redis://h:6379/0") == "redis://h:6379/0"
-    assert mask_url(f"redis://:{SECRET}@[::1/0") == "***"
+    assert mask_url(f"redis://:{SECRET}@[::1/0") == "redis://:***@[::1/0"
 
 
 # -- defaults ----------------------------------------------------------------------------------
@@ -1086,7 +1086,7 @@ def test_redis_url_of_wrong_type_is_masked() -> None:
         pytest.param(
             minimal_conf(),
             {"WORKERS_PIPELINE_ALARMS_MAX_SECONDS": "nan"},
-            f"{P}.max_seconds (from WORKERS_PIPELINE_ALARMS_MAX_SECONDS)",
+            "WORKERS_PIPELINE_ALARMS_MAX_SECONDS",
             id="env",
         ),
     ],

@@ -114,3 +114,52 @@ def test_to_millis() -> None:
 
     # Assert
     assert millis == 1_700_000_000_123
+
+
+OUT = "times must fall between 1970-01-01 and 9999-12-31 UTC"
+FORMS = (
+    "is not a point in time; use ISO 8601 (2026-11-24T10:00+08:00), epoch seconds or "
+    "milliseconds, 'now', or a relative form such as -1h, -30m, -2d"
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("-99999999999d", f"'-99999999999d' is before the epoch (1970-01-01): {OUT}"),
+        ("+99999999999d", f"'+99999999999d' is after 9999-12-31: {OUT}"),
+        ("-9999999999999999w", f"'-9999999999999999w' is before the epoch (1970-01-01): {OUT}"),
+        ("-1e30h", f"'-1e30h' {FORMS}"),
+        ("1e30", f"'1e30' {FORMS}"),
+        ("99999-01-01", f"'99999-01-01' {FORMS}"),
+        ("0001-01-01", f"'0001-01-01' is before the epoch (1970-01-01): {OUT}"),
+        ("1" + "0" * 30, f"'1{'0' * 30}' is after 9999-12-31: {OUT}"),
+        ("nan", f"'nan' {FORMS}"),
+        ("inf", f"'inf' {FORMS}"),
+        ("-٣h", f"'-٣h' {FORMS}"),
+        ("٣٣٣٣٣٣", f"'٣٣٣٣٣٣' {FORMS}"),
+        ("now\n", f"'now\\n' {FORMS}"),
+        ("-1h\n", f"'-1h\\n' {FORMS}"),
+        ("x" * 500, f"'{'x' * 79}… (502 characters) {FORMS}"),
+        (float("nan"), f"nan {FORMS}"),
+        (float("inf"), f"inf is after 9999-12-31: {OUT}"),
+        (10**400, f"a number of more than 77 digits is after 9999-12-31: {OUT}"),
+        (-(10**400), f"a number of more than 77 digits is before the epoch (1970-01-01): {OUT}"),
+        (1e30, f"1e+30 is after 9999-12-31: {OUT}"),
+    ],
+)
+def test_absurd_times_are_one_line_value_errors(text: Any, message: str) -> None:
+    # Act
+    with pytest.raises(ValueError) as info:
+        parse_time(text, now=NOW)
+
+    # Assert
+    assert str(info.value) == message
+
+
+def test_the_edges_of_the_range_are_times() -> None:
+    # Act
+    first, last = parse_time(0, now=NOW), parse_time("9999-12-31T23:59:59Z", now=NOW)
+
+    # Assert
+    assert (to_millis(first), to_millis(last)) == (0, 253_402_300_799_000)

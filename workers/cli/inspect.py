@@ -8,7 +8,8 @@ from typing import Any
 
 import click
 
-from workers.cli.base import State, command_group, main, pass_state
+from workers.cli.base import State, command_group, error_text, main, pass_state
+from workers.cli.params import INT16_MAX, INT32_MAX, Number
 from workers.ops.check import run_checks
 from workers.ops.context import Ops
 from workers.ops.fmt import age
@@ -24,7 +25,7 @@ MARKS = {"ok": "ok", "warn": "WARN", "fail": "FAIL"}
 def check(state: State, as_json: bool) -> None:
     """Validate the settings, connect to Redis, the Celery broker and every Kafka cluster, and
     look for the topics the pipelines need. Exit code 1 on any problem, one line each."""
-    findings = run_checks(state.app(), state.timeout)
+    findings = run_checks(state.app(), state.timeout, state.secrets)
     problems = [f for f in findings if f.failed]
     if as_json:
         rows = [{"what": f.what, "level": f.level, "detail": f.detail, "hint": f.hint}
@@ -46,8 +47,9 @@ topics = command_group("topics", "Kafka topics the configuration needs.")
 
 
 @topics.command("create")
-@click.option("--partitions", type=click.IntRange(1), default=3, show_default=True)
-@click.option("--replication-factor", type=click.IntRange(1), default=1, show_default=True)
+@click.option("--partitions", type=Number(int, 1, INT32_MAX), default=3, show_default=True)
+@click.option("--replication-factor", type=Number(int, 1, INT16_MAX), default=1,
+              show_default=True)  # fmt: skip
 @click.option("--dry-run", is_flag=True, help="Show what would be created.")
 @pass_state
 def topics_create(state: State, partitions: int, replication_factor: int, dry_run: bool) -> None:
@@ -63,7 +65,7 @@ def topics_create(state: State, partitions: int, replication_factor: int, dry_ru
 @main.command()
 @click.argument("pipelines", nargs=-1)
 @click.option("--watch", is_flag=True, help="Refresh until Ctrl-C.")
-@click.option("--interval", type=click.FloatRange(0.5), default=2.0, show_default=True)
+@click.option("--interval", type=Number(float, 0.5, 86_400), default=2.0, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per pipeline per line.")
 @pass_state
 def lag(state: State, pipelines: tuple[str, ...], watch: bool, interval: float,
@@ -94,7 +96,7 @@ def _lag_once(ops: Ops, pipelines: tuple[str, ...], before: dict[str, tuple[floa
     for row in statuses(ops, list(pipelines) or None):
         if isinstance(row, Exception):
             failed = True
-            lines.append(f"error: {row}")
+            lines.append(f"error: {error_text(row)}")
         else:
             lines.append(json.dumps(row.as_dict()) if as_json else _lag_line(row, before))
     if watch and not as_json:

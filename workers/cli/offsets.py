@@ -6,7 +6,9 @@ import json
 
 import click
 
-from workers.cli.base import State, command_group, pass_state
+from workers.cli.base import State, command_group, error_text, pass_state
+from workers.cli.params import INT32_MAX, Number, ResetTarget
+from workers.config.masking import clip
 from workers.ops.fmt import age, table
 from workers.ops.status import PipelineStatus, statuses
 from workers.positions import ResetRow, edges, reset_offsets
@@ -27,7 +29,8 @@ def show(state: State, pipeline: str | None, as_json: bool, no_ages: bool) -> No
     if pipeline and isinstance(rows[0], Exception):
         raise rows[0]
     if as_json:
-        out = [r.as_dict() if isinstance(r, PipelineStatus) else {"error": str(r)} for r in rows]
+        out = [r.as_dict() if isinstance(r, PipelineStatus) else {"error": error_text(r)}
+               for r in rows]  # fmt: skip
         click.echo(json.dumps(out if not pipeline else out[0], indent=2))
     else:
         click.echo("\n\n".join(_render(r) for r in rows))
@@ -37,7 +40,7 @@ def show(state: State, pipeline: str | None, as_json: bool, no_ages: bool) -> No
 
 def _render(row: PipelineStatus | Exception) -> str:
     if isinstance(row, Exception):
-        return f"error: {row}"
+        return f"error: {error_text(row)}"
     p = row.pipeline
     head = (f"pipeline {p.name}: {p.cluster}/{p.topic}, group {p.group}, {p.mode}; "
             f"lag {_n(row.lag)}, oldest unread {age(row.oldest_age)}")  # fmt: skip
@@ -59,10 +62,11 @@ def _render(row: PipelineStatus | Exception) -> str:
 
 @offsets.command("reset")
 @click.argument("pipeline")
-@click.option("--to", "target", required=True, metavar="earliest|latest|OFFSET|TIME",
+@click.option("--to", "target", required=True, type=ResetTarget(),
+              metavar="earliest|latest|OFFSET|TIME",
               help="A time is ISO 8601 (2026-11-24T10:00+08:00), relative (-1h, -30m) or "
                    "@epoch seconds/milliseconds.")  # fmt: skip
-@click.option("--partition", "partitions", type=click.IntRange(0), multiple=True,
+@click.option("--partition", "partitions", type=Number(int, 0, INT32_MAX), multiple=True,
               help="Reset only this partition (repeatable). Default: all.")  # fmt: skip
 @click.option("--dry-run", is_flag=True, help="Show before/after and change nothing.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
@@ -80,8 +84,8 @@ def reset(state: State, pipeline: str, target: str, partitions: tuple[int, ...],
     unknown = sorted(set(chosen or ()) - set(known))
     if unknown:
         raise click.BadParameter(
-            f"no partition {', '.join(map(str, unknown))} in {config.topic!r} "
-            f"(it has {', '.join(map(str, known))})",
+            f"no partition {clip(', '.join(map(str, unknown)), 80)} in {config.topic!r} "
+            f"(it has {_spans(known)})",
             param_hint="--partition",
         )
     try:
@@ -112,6 +116,17 @@ def reset(state: State, pipeline: str, target: str, partitions: tuple[int, ...],
         click.echo("the targets moved while you confirmed (new records); stored:")
         click.echo(_rows(done))
     click.echo(f"reset {len(done)} partition(s)")
+
+
+def _spans(partitions: list[int]) -> str:
+    """``0-5, 8``: partition numbers as ranges, so a topic with many stays one short line."""
+    spans: list[list[int]] = []
+    for p in partitions:
+        if spans and p == spans[-1][1] + 1:
+            spans[-1][1] = p
+        else:
+            spans.append([p, p])
+    return clip(", ".join(f"{a}-{b}" if b > a else f"{a}" for a, b in spans), 120)
 
 
 def _n(value: int | None) -> str:

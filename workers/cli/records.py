@@ -15,15 +15,17 @@ import arrow
 import click
 
 from workers.cli.base import State, command_group, main, pass_state
+from workers.cli.params import INT32_MAX, Number, TopicName
+from workers.config.masking import shown
 from workers.ops.dlq import Letter, read_letters, replay, replay_positions
 from workers.ops.fmt import table
-from workers.ops.produce import default_cluster, produce_lines
+from workers.ops.produce import default_cluster, lines_of, produce_lines
 
 SHOW_INVALID = 10
 
 
 @main.command()
-@click.argument("topic")
+@click.argument("topic", type=TopicName())
 @click.option("--cluster", help="Cluster name (default: the pipeline's that reads TOPIC).")
 @click.option("--file", "path", default="-", show_default=True,
               help="JSON lines, one record each; - reads stdin.")  # fmt: skip
@@ -52,7 +54,7 @@ def produce(state: State, topic: str, cluster: str | None, path: str, key_field:
             result = produce_lines(ops, topic, cluster, stream, key_field, raw)
     click.echo(f"sent {result.sent:,} record(s) to {cluster}/{topic}")
     if result.without_key:
-        click.echo(f"{result.without_key:,} record(s) had no {key_field!r} and were sent "
+        click.echo(f"{result.without_key:,} record(s) had no {shown(key_field)} and were sent "
                    "without a key", err=True)  # fmt: skip
     for number, reason in result.invalid[:SHOW_INVALID]:
         click.echo(f"line {number}: {reason}", err=True)
@@ -68,14 +70,16 @@ def produce(state: State, topic: str, cluster: str | None, path: str, key_field:
 def _opened(path: str) -> Iterator[tuple[Iterator[bytes], int | None]]:
     """The lines of ``path`` (``-``: stdin) and its size (None: unknown)."""
     if path == "-":
-        yield iter(sys.stdin.buffer), None
+        yield lines_of(sys.stdin.buffer), None
         return
     try:
         file = open(path, "rb")  # noqa: SIM115 - closed below
-    except OSError as exc:
-        raise click.BadParameter(str(exc), param_hint="--file") from None
+    except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        message = f"cannot open {shown(path)}: {reason}"
+        raise click.BadParameter(message, param_hint="--file") from None
     with file:
-        yield iter(file), os.fstat(file.fileno()).st_size
+        yield lines_of(file), os.fstat(file.fileno()).st_size
 
 
 dlq = command_group("dlq", "Dead letters: records a pipeline refused, with the reason.")
@@ -83,7 +87,7 @@ dlq = command_group("dlq", "Dead letters: records a pipeline refused, with the r
 
 @dlq.command("show")
 @click.argument("pipeline")
-@click.option("--limit", type=click.IntRange(1), default=20, show_default=True,
+@click.option("--limit", type=Number(int, 1, INT32_MAX), default=20, show_default=True,
               help="Show the last N letters (counts cover all).")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @pass_state
@@ -138,7 +142,7 @@ def _row(x: Letter, replayed: bool) -> list[Any]:
 
 @dlq.command("replay")
 @click.argument("pipeline")
-@click.option("--limit", type=click.IntRange(1), help="Replay at most N letters.")
+@click.option("--limit", type=Number(int, 1, INT32_MAX), help="Replay at most N letters.")
 @click.option("--dry-run", is_flag=True, help="Show what would be replayed.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @pass_state

@@ -7,11 +7,13 @@ variable it came from.
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Mapping
 from typing import Any
 
 from workers.config import kafka_options as ko
-from workers.config.fields import MASK, Field, fail, from_env
+from workers.config.fields import MASK, Field, fail
 from workers.config.specs import CLUSTER, PIPELINE, TOP
 
 _ANY = Field("any", "a kafka-python option value")
@@ -22,6 +24,65 @@ ORIGIN_CLUSTERS = {
     "alert": ("ALERT_KAFKA_HOST", "ALERT_KAFKA_PORT"),
 }
 ORIGIN_GROUP = "KAFKA_CONSUMER_GROUP"
+
+
+# -- converting the text of a variable ------------------------------------------------------
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+# ASCII only: int() and float() also take other scripts' digits, '_' separators, 'nan', 'inf'.
+_INT = re.compile(r"[+-]?[0-9]{1,4000}")
+_FLOAT = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]{1,4})?")
+# Spaces and tabs around a number or a word are forgiven; a line break is not.
+_BLANK = " \t"
+
+
+def _int(text: str) -> int | None:
+    text = text.strip(_BLANK)
+    return int(text) if _INT.fullmatch(text) else None
+
+
+def _float(text: str) -> float | None:
+    text = text.strip(_BLANK)
+    if len(text) > 100 or not _FLOAT.fullmatch(text):
+        return None
+    value = float(text)
+    return value if math.isfinite(value) else None  # 1e400 reads as inf: refused as written
+
+
+def from_env(var: str, field: Field, text: str) -> Any:
+    """Convert an environment string to the field's kind; errors name the variable."""
+    word = text.strip(_BLANK).lower()
+    if field.nullable and word in ("", "none", "null"):
+        return None
+    value: Any = text
+    if field.kind == "int":
+        value = _int(text)
+    elif field.kind == "float":
+        value = _float(text)
+    elif field.kind == "bool":
+        value = word in _TRUE if word in _TRUE | _FALSE else None
+    elif field.kind == "list":
+        value = [item.strip() for item in text.split(",") if item.strip()]
+    elif field.kind == "dict":
+        value = None
+    elif field.kind == "any":
+        value = _any_from_env(text)
+    if value is None:
+        raise fail(var, text, field.expected, field)
+    return value
+
+
+def _any_from_env(text: str) -> Any:
+    """An integer if the text is one, else a (finite) number, else a boolean, else the text."""
+    for convert in (_int, _float):
+        number = convert(text)
+        if number is not None:
+            return number
+    word = text.strip(_BLANK).lower()
+    if word in ("true", "false"):
+        return word == "true"
+    return text
 
 
 def _cluster_keys() -> dict[str, tuple[tuple[str, ...], Field]]:
@@ -74,11 +135,15 @@ def _find(existing: Mapping[str, Any], env_part: str) -> str:
     return env_part.lower()
 
 
-def _copy_maps(value: Any) -> Any:
+def _copy_maps(value: Any, depth: int = 3) -> Any:
     """Copy nested mappings so overrides never mutate the Celery config; leaves (an
-    ``ssl_context``, a token provider) stay the very objects that were configured."""
-    if isinstance(value, Mapping):
-        return {k: _copy_maps(v) for k, v in value.items()}
+    ``ssl_context``, a token provider) stay the very objects that were configured.
+
+    Settings nest three mappings deep at most (clusters, a cluster, its producer); deeper
+    values are option values, kept as they are, so a mapping that contains itself cannot
+    recurse forever."""
+    if isinstance(value, Mapping) and depth > 0:
+        return {k: _copy_maps(v, depth - 1) for k, v in value.items()}
     return value
 
 

@@ -8,12 +8,14 @@ refused at load.
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Callable
 from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer
 
-from workers.config.fields import ABSENT, Field, at_least, choice, fail
+from workers.config.fields import ABSENT, INT32_MAX, Field, at_least, choice, fail
 
 SASL_MECHANISMS = ("PLAIN", "GSSAPI", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER")
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
@@ -29,23 +31,34 @@ SECRET_OPTIONS = frozenset(
 )
 
 
+_VERSION_PART = re.compile(r"[0-9]{1,4}")
+_VERSION_FORM = "a broker version such as '2.8.0' or [2, 8, 0]"
+
+
 def _api_version(key: str, value: Any) -> tuple[int, ...]:
     """kafka-python wants a tuple such as (2, 8, 0); accept "2.8.0", [2, 8, 0] or (2, 8)."""
-    if isinstance(value, float):  # "2.8" from an environment variable arrives as 2.8
+    if isinstance(value, float) and math.isfinite(value):  # "2.8" from the environment
         value = repr(value)
-    parts = value.split(".") if isinstance(value, str) else value
-    try:
-        version = tuple(int(p) for p in parts)
-    except (TypeError, ValueError):
-        version = ()
-    if not 2 <= len(version) <= 3:
-        raise fail(key, value, "a broker version such as '2.8.0' or [2, 8, 0]")
-    return version
+    if isinstance(value, str):
+        parts: list[Any] = value.split(".") if len(value) <= 20 else []
+        ok = all(_VERSION_PART.fullmatch(p) for p in parts)
+    elif isinstance(value, list | tuple):
+        parts = list(value)
+        ok = all(isinstance(p, int) and not isinstance(p, bool) and 0 <= p <= 9999 for p in parts)
+    else:
+        parts, ok = [], False
+    if not ok or not 2 <= len(parts) <= 3:
+        raise fail(key, value, _VERSION_FORM)
+    return tuple(int(p) for p in parts)
 
 
 def _acks(key: str, value: Any) -> Any:
-    normal = {"0": 0, "1": 1, "-1": -1, "all": "all"}.get(str(value).lower())
-    if normal is None or isinstance(value, bool):
+    if isinstance(value, int) and not isinstance(value, bool) and value in (0, 1, -1):
+        return value
+    normal = None
+    if isinstance(value, str):
+        normal = {"0": 0, "1": 1, "-1": -1, "all": "all"}.get(value.lower())
+    if normal is None:
         raise fail(key, value, "one of 0, 1, -1, 'all'")
     return normal
 
@@ -55,12 +68,15 @@ def Opt(kind: str, expected: str, **kwargs: Any) -> Field:  # noqa: N802 - reads
     return Field(kind, expected, ABSENT, **kwargs)
 
 
+# Kafka's own settings of these kinds are Java ints: nothing larger means anything to a broker
+# or a client, and kafka-python would overflow on it at run time.
 def _ms(low: int) -> Field:
-    return Opt("int", f"milliseconds as an integer >= {low}", check=at_least(low))
+    expected = f"milliseconds as an integer between {low} and {INT32_MAX}"
+    return Opt("int", expected, check=at_least(low, INT32_MAX))
 
 
-def _positive_int(expected: str) -> Field:
-    return Opt("int", expected, check=at_least(1))
+def _positive_int(what: str) -> Field:
+    return Opt("int", f"{what} between 1 and {INT32_MAX}", check=at_least(1, INT32_MAX))
 
 
 _PATH = Opt("str", "a file path")
@@ -89,8 +105,8 @@ COMMON: dict[str, Field] = {
     "retry_backoff_ms": _ms(10),
     "reconnect_backoff_ms": _ms(10),
     "reconnect_backoff_max_ms": _ms(10),
-    "receive_buffer_bytes": _positive_int("bytes as an integer >= 1"),
-    "send_buffer_bytes": _positive_int("bytes as an integer >= 1"),
+    "receive_buffer_bytes": _positive_int("bytes as an integer"),
+    "send_buffer_bytes": _positive_int("bytes as an integer"),
 }
 
 PRODUCER: dict[str, Field] = {
@@ -99,11 +115,11 @@ PRODUCER: dict[str, Field] = {
     "compression_type": Opt(
         "str", "a codec", check=choice("gzip", "snappy", "lz4", "zstd"), nullable=True
     ),
-    "batch_size": _positive_int("bytes as an integer >= 1"),
-    "max_request_size": _positive_int("bytes as an integer >= 1"),
-    "retries": Opt("int", "an integer >= 0", check=at_least(0)),
+    "batch_size": _positive_int("bytes as an integer"),
+    "max_request_size": _positive_int("bytes as an integer"),
+    "retries": Opt("int", f"an integer between 0 and {INT32_MAX}", check=at_least(0, INT32_MAX)),
     "enable_idempotence": Opt("bool", "true or false"),
-    "max_in_flight_requests_per_connection": _positive_int("an integer >= 1"),
+    "max_in_flight_requests_per_connection": _positive_int("an integer"),
     "delivery_timeout_ms": _ms(1000),
 }
 
@@ -114,11 +130,16 @@ PRODUCER: dict[str, Field] = {
 FETCH_MAX_BYTES = 2 * 1024 * 1024
 
 CONSUMER: dict[str, Field] = {
-    "max_partition_fetch_bytes": _positive_int("bytes as an integer >= 1"),
-    "fetch_max_bytes": Field("int", "bytes as an integer >= 1", FETCH_MAX_BYTES, check=at_least(1)),
-    "fetch_min_bytes": _positive_int("bytes as an integer >= 1"),
+    "max_partition_fetch_bytes": _positive_int("bytes as an integer"),
+    "fetch_max_bytes": Field(
+        "int",
+        f"bytes as an integer between 1 and {INT32_MAX}",
+        FETCH_MAX_BYTES,
+        check=at_least(1, INT32_MAX),
+    ),  # fmt: skip
+    "fetch_min_bytes": _positive_int("bytes as an integer"),
     "fetch_max_wait_ms": _ms(0),
-    "max_poll_records": _positive_int("an integer >= 1"),
+    "max_poll_records": _positive_int("an integer"),
     "check_crcs": Opt("bool", "true or false"),
     "isolation_level": Opt(
         "str", "an isolation level", check=choice("read_uncommitted", "read_committed")

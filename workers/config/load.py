@@ -10,6 +10,7 @@ from typing import Any
 from workers.config import kafka_options as ko
 from workers.config.env import apply_env
 from workers.config.fields import check_mapping, fail, topic_name
+from workers.config.masking import clip
 from workers.config.model import (
     AlarmSettings,
     ClusterConfig,
@@ -42,7 +43,7 @@ def load_settings(conf: Mapping[str, Any], environ: Mapping[str, str] | None = N
         )
         if var is None:
             raise
-        raise ConfigError(f"{exc.key} (from {var})", exc.value, exc.expected) from None
+        raise ConfigError(f"{exc.key} (from {clip(var)})", exc.value, exc.expected) from None
 
 
 def _build(raw: Mapping[str, Any], visibility_timeout: float) -> Settings:
@@ -226,9 +227,16 @@ def _pipeline(
 
 def _visibility_timeout(conf: Mapping[str, Any]) -> float:
     options = conf.get("broker_transport_options") or {}
+    if not isinstance(options, Mapping):
+        raise fail("broker_transport_options", options, "a mapping of transport options")
     value = options.get("visibility_timeout", _DEFAULT_VISIBILITY_TIMEOUT)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        raise fail("broker_transport_options.visibility_timeout", value, "seconds as a number > 0")
+    # NaN fails every comparison; ints of any size compare exactly.
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 1e9:
+        raise fail(
+            "broker_transport_options.visibility_timeout",
+            value,
+            "seconds as a number between 0 and 1000000000",
+        )
     return float(value)
 
 

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal
 
-from workers.config.fields import MASK, mask_url
 from workers.config.kafka_options import SECRET_OPTIONS
+from workers.config.masking import MASK, mask_url, shown
 
 Mode = Literal["beat", "long_lived"]
 Codec = Literal["json", "text", "base64"]
@@ -95,7 +95,9 @@ class RedisConfig:
         )
 
 
-_LATEST_MINUS = re.compile(r"^latest-(\d+)$")
+_LATEST_MINUS = re.compile(r"latest-([0-9]{1,19})")
+# Kafka offsets are signed 64-bit: no partition can hold more records than this.
+OFFSET_MAX = 2**63 - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,9 +119,14 @@ class StartPolicy:
 
         if text in ("earliest", "latest"):
             return cls(kind=text)  # type: ignore[arg-type]
-        m = _LATEST_MINUS.match(text)
+        m = _LATEST_MINUS.fullmatch(text)
         if m is not None:
-            return cls(kind="latest-n", n=int(m.group(1)))
+            n = int(m.group(1))
+            if n > OFFSET_MAX:
+                raise ValueError(f"latest-N with N up to {OFFSET_MAX} (Kafka offsets are 64-bit)")
+            return cls(kind="latest-n", n=n)
+        if text.startswith("latest-"):
+            raise ValueError(f"latest-N with N a number of records up to {OFFSET_MAX}")
         parse_time(text)
         return cls(kind="time", at=text)
 
@@ -191,7 +198,7 @@ class Settings:
             return self.clusters[name]
         except KeyError:
             raise KeyError(
-                f"unknown Kafka cluster {name!r}; known: {sorted(self.clusters)}"
+                f"unknown Kafka cluster {shown(name)}; known: {sorted(self.clusters)}"
             ) from None
 
     def pipeline(self, name: str) -> PipelineConfig:
@@ -199,4 +206,6 @@ class Settings:
         try:
             return self.pipelines[name]
         except KeyError:
-            raise KeyError(f"unknown pipeline {name!r}; known: {sorted(self.pipelines)}") from None
+            raise KeyError(
+                f"unknown pipeline {shown(name)}; known: {sorted(self.pipelines)}"
+            ) from None

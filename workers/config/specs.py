@@ -6,55 +6,84 @@ import re
 from typing import Any
 
 from workers.config.fields import (
+    INT32_MAX,
     Field,
     at_least,
     choice,
     fail,
     host_ports,
+    mask_url,
     redis_url,
     task_names,
     topic_name,
 )
 from workers.config.model import StartPolicy
 
-_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
-_GROUP = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
-_PREFIX = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+# Whole-string matches only (fullmatch): '$' would also accept a trailing newline.
+_NAME = re.compile(r"[a-z][a-z0-9_-]{0,62}")
+_GROUP = re.compile(r"[A-Za-z0-9._-]{1,249}")
+_PREFIX = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+# Celery queue names: what every transport takes (AMQP's limit is 255 bytes).
+_QUEUE = re.compile(r"[A-Za-z0-9._:@-]{1,255}")
+# The largest value each kind of number may take: the clients' int32 fields, and seconds
+# up to about 31 years where nothing else bounds them.
+_SECONDS_MAX = 1e9
 
 
 def check_name(key: str, value: Any) -> str:
     """Cluster and pipeline names: lower-case, so they map to env variable names and back."""
-    if not isinstance(value, str) or not _NAME.match(value):
+    if not isinstance(value, str) or not _NAME.fullmatch(value):
         raise fail(key, value, "a name of lower-case letters, digits, '_' or '-' (max 63)")
     return value
 
 
 def _group(key: str, value: str) -> str:
-    if not _GROUP.match(value):
+    if not _GROUP.fullmatch(value):
         raise fail(key, value, "a consumer group name: 1-249 of [A-Za-z0-9._-]")
     return value
 
 
 def _prefix(key: str, value: str) -> str:
-    if not _PREFIX.match(value):
+    if not _PREFIX.fullmatch(value):
         raise fail(key, value, "a Redis key prefix: 1-64 of [A-Za-z0-9._:-], no braces or spaces")
     return value
 
 
+def _queue(key: str, value: str) -> str:
+    if not _QUEUE.fullmatch(value):
+        raise fail(key, value, "a Celery queue name: 1-255 of [A-Za-z0-9._:@-], or None")
+    return value
+
+
+START_FORMS = (
+    "earliest, latest, latest-N (N up to 2^63-1), or a time from 1970 to 9999 "
+    "(ISO 8601, epoch seconds or milliseconds, or relative such as -1h)"
+)
+
+
 def _start(key: str, value: Any) -> StartPolicy:
+    # Text, or epoch seconds/milliseconds as a number; never a boolean or a container.
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise fail(key, value, START_FORMS)
     try:
-        return StartPolicy.parse(str(value))
+        return StartPolicy.parse(value if isinstance(value, str) else _epoch_text(value))
     except ValueError:
-        raise fail(
-            key, value, "earliest, latest, latest-N, or a time (ISO 8601, epoch, or -1h)"
-        ) from None
+        raise fail(key, value, START_FORMS) from None
+
+
+def _epoch_text(value: float) -> str:
+    """An epoch number as text for ``StartPolicy``; ValueError when no time can be that."""
+    # Written so that NaN fails too; ints of any size compare exactly.
+    if not 0 <= value < 10**16:
+        raise ValueError("epoch number out of range")
+    return repr(value) if isinstance(value, float) and not value.is_integer() else str(int(value))
 
 
 TOP: dict[str, Field] = {
     "workers_kafka_clusters": Field("dict", "a mapping of cluster name to cluster settings"),
     "workers_pipelines": Field("dict", "a mapping of pipeline name to pipeline settings", {}),
     "workers_redis_url": Field(
-        "str", "a Redis URL", "redis://127.0.0.1:6379/0", redis_url, secret=True
+        "str", "a Redis URL", "redis://127.0.0.1:6379/0", redis_url, secret=True, mask=mask_url
     ),
     "workers_redis_key_prefix": Field("str", "a Redis key prefix", "workers", _prefix),
     "workers_redis_socket_timeout": Field(
@@ -62,9 +91,9 @@ TOP: dict[str, Field] = {
     ),
     "workers_offset_ttl_seconds": Field(
         "int",
-        "seconds as an integer >= 3600, or None for no expiry",
+        "seconds as an integer between 3600 and 2147483647, or None for no expiry",
         None,
-        at_least(3600, why=" (shorter lets live offsets vanish)"),
+        at_least(3600, INT32_MAX, " (shorter lets live offsets vanish)"),
         nullable=True,
     ),
     "workers_default_group": Field("str", "a consumer group name", "workers", _group),
@@ -93,9 +122,9 @@ CLUSTER: dict[str, Field] = {
     "bootstrap_servers": Field("any", "a non-empty list of 'host:port'", check=host_ports),
     "reconnect_seconds": Field(
         "float",
-        "seconds as a number >= 1 (max connection age)",
+        "seconds as a number between 1 and 1000000000 (max connection age)",
         60.0,
-        at_least(1, why=" (reconnecting faster than that only churns connections)"),
+        at_least(1, _SECONDS_MAX, " (reconnecting faster than 1 s only churns connections)"),
     ),
     "timeout": Field("float", "seconds as a number between 0.1 and 300", 6.0, at_least(0.1, 300)),
     "producer": Field("dict", "a mapping of kafka-python producer options", {}),
@@ -116,7 +145,7 @@ PIPELINE: dict[str, Field] = {
         at_least(0.1, 86_400, " (a shorter poll interval only hammers Redis and Kafka)"),
     ),
     "concurrency": Field("int", "an integer between 1 and 256", 1, at_least(1, 256)),
-    "start": Field("any", "earliest, latest, latest-N, or a time", StartPolicy("latest"), _start),
+    "start": Field("any", START_FORMS, StartPolicy("latest"), _start),
     "max_records": Field("int", "an integer between 1 and 1000000", 10_000, at_least(1, 1e6)),
     "max_bytes": Field(
         "int", "bytes as an integer between 1024 and 1073741824", 16 << 20, at_least(1024, 1 << 30)
@@ -132,12 +161,24 @@ PIPELINE: dict[str, Field] = {
     "lease_ttl_seconds": Field(
         "float", "seconds as a number between 1 and 3600", 30.0, at_least(1, 3600)
     ),
-    "max_partitions": Field("int", "an integer >= 1 or None", None, at_least(1), nullable=True),
-    "max_queue_length": Field("int", "an integer >= 1 or None", None, at_least(1), nullable=True),
+    "max_partitions": Field(
+        "int",
+        "an integer between 1 and 2147483647, or None",
+        None,
+        at_least(1, INT32_MAX),
+        nullable=True,
+    ),  # fmt: skip
+    "max_queue_length": Field(
+        "int",
+        "an integer between 1 and 2147483647, or None",
+        None,
+        at_least(1, INT32_MAX),
+        nullable=True,
+    ),  # fmt: skip
     "max_runtime_seconds": Field(
         "float", "seconds as a number between 10 and 86400", 300.0, at_least(10, 86_400)
     ),
-    "queue": Field("str", "a Celery queue name", None, nullable=True),
+    "queue": Field("str", "a Celery queue name", None, _queue, nullable=True),
     "max_value_bytes": Field(
         "int", "bytes as an integer between 1 and 67108864", 512 << 10, at_least(1, 64 << 20)
     ),

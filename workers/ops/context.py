@@ -6,9 +6,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import redis
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from workers.config import PipelineConfig, Settings, reload_settings
+from workers.config.masking import clip
 from workers.connections import Connections, Factories
 from workers.engine import space_for
 from workers.exceptions import WorkersError
@@ -23,18 +27,43 @@ class OpsError(WorkersError):
 
 
 def _bounded(factory: Callable[..., Any], timeout_ms: int) -> Callable[..., Any]:
-    """``factory`` that gives up bootstrapping after ``timeout_ms`` unless configured."""
+    """``factory`` that gives up bootstrapping after ``timeout_ms`` unless configured. An
+    option kafka-python refuses (a pass-through option of the wrong type) is an ``OpsError``
+    naming the client, not a traceback."""
 
     def build(**options: Any) -> Any:
-        return factory(**{"bootstrap_timeout_ms": timeout_ms, **options})
+        try:
+            return factory(**{"bootstrap_timeout_ms": timeout_ms, **options})
+        except (TypeError, ValueError, AssertionError) as exc:
+            reason = clip(" ".join(str(exc).split()), 200) or type(exc).__name__
+            raise OpsError(
+                f"kafka-python refused the options of a {factory.__name__}: "
+                f"{type(exc).__name__}: {reason} (check the cluster's settings)"
+            ) from exc
+
+    return build
+
+
+def _bounded_redis(timeout: float) -> Callable[..., Any]:
+    """A Redis client that waits at most ``timeout`` seconds for a connection or an answer
+    (or its configured socket timeout, if shorter), and retries only a broken connection,
+    once: a silent server costs one timeout per command, not four."""
+
+    def build(**options: Any) -> Any:
+        for key in ("socket_timeout", "socket_connect_timeout"):
+            configured = options.get(key)
+            options[key] = timeout if configured is None else min(configured, timeout)
+        retry = Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,))
+        return redis.Redis.from_url(retry=retry, **options)
 
     return build
 
 
 @dataclass
 class Ops:
-    """Settings of ``app`` and clients that give up on an unreachable cluster after
-    ``timeout`` seconds (kafka-python waits 30 s by default), for a person at a terminal."""
+    """Settings of ``app`` and clients that give up on an unreachable cluster, or a Redis
+    that does not answer, after ``timeout`` seconds (kafka-python waits 30 s by default), for
+    a person at a terminal."""
 
     app: Any
     settings: Settings
@@ -48,6 +77,7 @@ class Ops:
             producer=_bounded(KafkaProducer, ms),
             consumer=_bounded(KafkaConsumer, ms),
             admin=_bounded(KafkaAdminClient, ms),
+            redis=_bounded_redis(timeout),
         )
         return cls(app, settings, Connections(settings, factories=factories, error_backoff=60.0))
 

@@ -41,7 +41,13 @@ def _cell(value: Any) -> str:
         return f"{value:,}"
     if isinstance(value, float):
         return f"{value:,.1f}"
-    return str(value)
+    text = str(value)
+    # Text from Redis or Kafka (a holder's task, a reason) must not break the table's rows.
+    return (
+        text
+        if text.isprintable()
+        else "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    )
 
 
 def age(seconds: float | None) -> str:

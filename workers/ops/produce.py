@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import IO, Any
 
 from kafka.errors import KafkaError
 
 from workers.config import Settings
+from workers.config.masking import clip
 from workers.ops.context import Ops, OpsError
 
 # Sends in flight before the producer is flushed and their results checked (bounds memory).
 WINDOW = 5000
+# Longest line read whole: no pipeline takes a larger value (max_value_bytes is 64 MiB at
+# most), and reading a line without end into memory would exhaust it.
+MAX_LINE = 64 << 20
 
 
 @dataclass
@@ -45,6 +49,31 @@ def default_cluster(settings: Settings, topic: str) -> str:
     )
 
 
+def lines_of(stream: IO[bytes], limit: int = MAX_LINE) -> Iterator[bytes]:
+    """The lines of ``stream``; a line longer than ``limit`` bytes comes as its first
+    ``limit + 1`` bytes (so it is seen as too long) and the rest is skipped unread."""
+    while line := stream.readline(limit + 1):
+        if len(line) > limit and not line.endswith(b"\n"):
+            while (rest := stream.readline(limit)) and not rest.endswith(b"\n"):
+                pass
+        yield line
+
+
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not a JSON value")
+
+
+def _parse(text: bytes) -> tuple[Any, str]:
+    """The JSON value of ``text``, or why it is not JSON."""
+    try:
+        # NaN and Infinity are Python's extension, not JSON: the pipeline would refuse them.
+        return json.loads(text, parse_constant=_not_json), ""
+    except RecursionError:
+        return None, "not JSON: nested too deeply"
+    except ValueError as exc:
+        return None, f"not JSON: {clip(str(exc), 200)}"
+
+
 def key_of(value: Any, path: str) -> bytes | None:
     """The value at a dotted ``path`` inside a JSON object, as the record key."""
     node = value
@@ -67,8 +96,9 @@ def produce_lines(
     progress: Callable[[int], None] = lambda n: None,
 ) -> Produced:
     """Send each non-blank line as one record (its bytes without the line end and surrounding
-    whitespace). Lines that are not
-    JSON are refused unless ``raw``. ``progress`` gets the byte count of each line read."""
+    whitespace). Lines that are not JSON (nested too deeply, NaN, ...) or longer than
+    ``MAX_LINE`` are refused, JSON ones unless ``raw``. ``progress`` gets the byte count of
+    each line read."""
     producer = ops.connections.producer(cluster)
     result = Produced()
     pending: list[Any] = []
@@ -77,14 +107,15 @@ def produce_lines(
         text = line.strip()
         if not text:
             continue
+        if len(line) > MAX_LINE:
+            result.invalid.append((number, f"longer than {MAX_LINE:,} bytes"))
+            continue
         value: Any = None
         if not raw or key_field:
-            try:
-                value = json.loads(text)
-            except ValueError as exc:
-                if not raw:
-                    result.invalid.append((number, f"not JSON: {exc}"))
-                    continue
+            value, why = _parse(text)
+            if why and not raw:
+                result.invalid.append((number, why))
+                continue
         key = key_of(value, key_field) if key_field else None
         if key_field and key is None:
             result.without_key += 1
