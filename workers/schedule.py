@@ -48,10 +48,12 @@ def setup(app: Celery) -> None:
     shutdown, and keep workers alive through a restart of a Redis broker (kombu's transport
     would otherwise crash them). ``workers.app`` does this for its own app; call it for
     yours."""
+    from workers import logmask
     from workers._kombu_redis_fix import install
     from workers.shutdown import StopConsumers
 
     install()  # a worker survives its Redis broker restarting (see the module)
+    logmask.connect(app)  # secrets never reach a worker's or beat's log
     app.steps["worker"].add(StopConsumers)
     app.on_after_configure.connect(_merge_schedule, sender=app, weak=False)  # each (re)config
     if app.configured:

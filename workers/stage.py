@@ -10,7 +10,8 @@ and the ledger's bookkeeping: the first stage counts a start, the last one finis
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from celery import Task, shared_task
@@ -18,6 +19,7 @@ from celery.exceptions import Ignore, Reject, Retry, SoftTimeLimitExceeded
 from celery.utils.time import get_exponential_backoff_interval
 
 from workers.alarms.stage import dead_letter
+from workers.config.masking import mask_text, secrets_in
 from workers.connections import connections_for
 from workers.deadletter import short_reason
 from workers.exceptions import RecoverableError
@@ -30,13 +32,14 @@ logger = logging.getLogger(__name__)
 _THROUGH = (Retry, Ignore, Reject, SoftTimeLimitExceeded)
 
 
-def failure_reason(stage: str, exc: BaseException) -> str:
-    """Why a stage dead-lettered an item: the stage, the exception type and its message."""
+def failure_reason(stage: str, exc: BaseException, secrets: Iterable[str] = ()) -> str:
+    """Why a stage dead-lettered an item: the stage, the exception type and its message, with
+    URL passwords and ``secrets`` masked (a library's error may quote a password)."""
     try:
         text = str(exc)
     except Exception:  # noqa: BLE001 - an exception whose __str__ fails still has a type
         text = "<unprintable>"
-    return short_reason(f"stage {stage} failed: {type(exc).__name__}: {text}")
+    return short_reason(mask_text(f"stage {stage} failed: {type(exc).__name__}: {text}", secrets))
 
 
 class Stage(Task):  # type: ignore[misc]
@@ -104,6 +107,9 @@ class Stage(Task):  # type: ignore[misc]
         except RecoverableError as exc:  # run again: stages are idempotent
             raise self._retry_later(exc) from exc
 
+    def _secrets(self) -> set[str]:
+        return secrets_in(self.app.conf, os.environ)
+
     def _retry_later(self, exc: BaseException) -> BaseException:
         countdown = get_exponential_backoff_interval(
             factor=self.retry_backoff,
@@ -129,7 +135,7 @@ class Stage(Task):  # type: ignore[misc]
             if self.request.retries < self.failure_retries:
                 logger.warning(
                     "%s: a batch of %d items failed (%s); retrying it before isolating",
-                    self.name, len(items), failure_reason(self.name, exc),
+                    self.name, len(items), failure_reason(self.name, exc, self._secrets()),
                 )  # fmt: skip
                 raise self._retry_later(exc) from exc
             return self._bisect(items, args, kwargs)
@@ -152,7 +158,7 @@ class Stage(Task):  # type: ignore[misc]
                 raise self._retry_later(exc) from exc
             except Exception as exc:
                 if len(part) == 1:
-                    refused.append((part[0], failure_reason(self.name, exc)))
+                    refused.append((part[0], failure_reason(self.name, exc, self._secrets())))
                     return
                 attempt(part[: len(part) // 2])
                 attempt(part[len(part) // 2 :])

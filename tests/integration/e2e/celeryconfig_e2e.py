@@ -25,6 +25,14 @@ imports = ["tests.integration.e2e.tasks"]
 workers_kafka_clusters = {
     "test": {"bootstrap_servers": [os.environ["E2E_KAFKA"]], "request_timeout_ms": 30_000}
 }
+if os.environ.get("E2E_SECRET"):  # a cluster no pipeline reads, whose password must never show
+    workers_kafka_clusters["secure"] = {
+        "bootstrap_servers": ["127.0.0.1:9"],
+        "security_protocol": "SASL_PLAINTEXT",
+        "sasl_mechanism": "PLAIN",
+        "sasl_plain_username": "alarms",
+        "sasl_plain_password": os.environ["E2E_SECRET"],
+    }
 workers_redis_url = os.environ["E2E_REDIS_URL"]
 workers_redis_key_prefix = os.environ["E2E_PREFIX"]
 workers_supervise_interval = 1.0

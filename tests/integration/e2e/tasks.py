@@ -71,3 +71,15 @@ def killer(self: Any, batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
     if any(message["value"].get("kill") for message in batch):
         os.kill(os.getpid(), signal.SIGKILL)
     return batch
+
+
+@stage(name="e2e.leaky", bind=True)
+def leaky(self: Any, batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A stage whose libraries are careless with a secret: they log it, and raise it."""
+    import logging
+
+    secret = os.environ["E2E_SECRET"]
+    logging.getLogger("careless.library").warning("authenticating with %s", secret)
+    if any(message["value"].get("fail") for message in batch):
+        raise ValueError(f"authentication with {secret} failed")
+    return batch
