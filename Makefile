@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: install system-deps lint format test-unit test-integration test demo bench
+.PHONY: install system-deps lint format test-unit test-integration test demo bench chaos
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -65,3 +65,12 @@ BENCH_ARGS ?=
 
 bench: install
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+# Fault injection (not a test run): the alarm pipeline on real services while workers, pool
+# processes, Redis and the broker are killed, restarted and paused; a report from ground truth.
+# Options: make chaos CHAOS_ARGS="--mode long_lived --shape small --records 100000 --seed 7"
+# (python -m tests.chaos --help). The suite runs a shorter seeded round per mode.
+CHAOS_ARGS ?=
+
+chaos: install
+	$(BIN)/python -m tests.chaos $(CHAOS_ARGS)

@@ -106,7 +106,7 @@ TOP_ENV_KEYS = {name.upper(): name for name, f in TOP.items() if f.kind not in (
 
 # WORKERS_* variables that are not settings: read by the command, the demo, tests, benchmarks.
 FOREIGN_NAMES = frozenset({"WORKERS_CELERY_CONFIG", "WORKERS_APP"})
-FOREIGN_PREFIXES = ("WORKERS_TEST_", "WORKERS_DEMO_", "WORKERS_BENCH_")
+FOREIGN_PREFIXES = ("WORKERS_TEST_", "WORKERS_DEMO_", "WORKERS_BENCH_", "WORKERS_CHAOS_")
 FOREIGN_HELP = ", ".join([*sorted(FOREIGN_NAMES), *(p + "*" for p in FOREIGN_PREFIXES)])
 
 
