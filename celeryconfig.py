@@ -17,8 +17,10 @@ from workers.celery_defaults import *  # noqa: F403
 broker_url = os.environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")
 result_backend = os.environ.get("CELERY_RESULT_BACKEND") or None
 # Redis redelivers a message whose worker died after this long; a batch whose message is lost
-# or stuck is handed off again by the ledger sooner (the pipeline's redrive_seconds).
-broker_transport_options = {"visibility_timeout": 3600}
+# or stuck is handed off again by the ledger sooner (the pipeline's redrive_seconds). kombu
+# restores unacknowledged messages under a lock that a SIGKILLed worker can leave held: it
+# expires after unacked_mutex_expire (kombu: 300 s, during which nothing is restored).
+broker_transport_options = {"visibility_timeout": 3600, "unacked_mutex_expire": 60}
 # Long-lived consumers hold a pool process each: they run on a worker of their own
 # (`celery -A workers.app worker -Q consumers`), never beside the stages they feed.
 task_routes = {"workers.consume": {"queue": "consumers"}}
