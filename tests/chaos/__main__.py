@@ -28,6 +28,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
                         help="kombu's restore lock expiry in s (30; kombu's own: 300)")  # fmt: skip
     parser.add_argument("--storage", choices=("auto", "postgres", "s3"), default="auto",
                         help="the broker's storage (ignored with WORKERS_CHAOS_KAFKA)")  # fmt: skip
+    parser.add_argument("--tick", type=float, help="seconds of records produced at once (0.5)")
+    parser.add_argument("--drain-timeout", type=float, help="seconds to wait for the drain (300)")
     parser.add_argument("--report", type=Path, help="write the report as JSON here")
     parser.add_argument("--keep-logs", type=Path, help="copy worker, beat and server logs here")
     return parser.parse_args(argv)
@@ -45,7 +47,8 @@ def main(argv: list[str] | None = None) -> int:
         args.shape, mode=args.mode, records=args.records, rate=args.rate,
         batch_size=args.batch_size, kills=args.kills, seed=args.seed, storage=args.storage,
         report=args.report, keep_logs=args.keep_logs,
-        unacked_mutex_expire=args.unacked_mutex_expire,
+        unacked_mutex_expire=args.unacked_mutex_expire, tick=args.tick,
+        drain_timeout=args.drain_timeout,
     )  # fmt: skip
     try:
         report = run(config)

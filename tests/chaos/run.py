@@ -79,7 +79,7 @@ def _run(config: ChaosConfig, workdir: Path, stack: ExitStack) -> Report:
                   consume, t0).start()  # fmt: skip
     stack.callback(fleet.stop)
     producer = Producer(broker.bootstrap, topic, Workload(config.seed), config.records,
-                        config.rate)  # fmt: skip
+                        config.rate, tick=config.tick)  # fmt: skip
     producer.start()
     stack.callback(producer.stop)
     rng = random.Random(config.seed + 1)
