@@ -1,62 +1,27 @@
-"""Real Celery worker and beat processes for a scenario, their progress and their memory.
+"""What a scenario's real Celery processes (``workers.testing.cluster``) use and do: their pool
+processes, memory and CPU, and the alarm pipeline's progress read from its counters in Redis.
 
 Workers run ``celery -A workers.app`` with the benchmark's config module (``bench.celeryconfig``),
-as a deployment would; progress is read from the alarm pipeline's counters in Redis.
+as a deployment would.
 """
 
 from __future__ import annotations
 
 import os
-import signal
 import time
-import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import redis
 
 from workers.alarms.state import OUTCOMES
-from workers.embedded import CeleryCommand
+from workers.testing import CeleryCommand
+from workers.testing.cluster import Cluster
+
+__all__ = ["Cluster", "CpuMeter", "Progress", "pool_pids", "rss_kib", "wait"]
 
 CHANGES = ("opened", "updated", "recovered", "closed")
-
-
-@dataclass
-class Cluster:
-    """The worker and beat processes of one scenario run."""
-
-    env: dict[str, str]
-    queue: str
-    tmp: Path
-    processes: list[CeleryCommand] = field(default_factory=list)
-
-    def worker(self, processes: int, consume: bool = False) -> CeleryCommand:
-        queues = self.queue + (f",{self.queue}.consume" if consume else "")
-        name = f"w{len(self.processes)}-{uuid.uuid4().hex[:6]}"
-        args = ["worker", "-n", f"{name}@%h", "-Q", queues, "-c", str(processes),
-                "--pool", "prefork", "--without-gossip", "--without-mingle",
-                "--without-heartbeat", "-l", "INFO"]  # fmt: skip
-        return self._start(CeleryCommand(name, args, self.env))
-
-    def beat(self) -> CeleryCommand:
-        schedule = str(self.tmp / f"beat-{uuid.uuid4().hex[:6]}")
-        args = ["beat", "-s", schedule, "--max-interval", "1", "-l", "INFO"]
-        return self._start(CeleryCommand("beat", args, self.env))
-
-    def _start(self, command: CeleryCommand) -> CeleryCommand:
-        self.processes.append(command.start())
-        return command
-
-    def check(self) -> None:
-        for process in self.processes:
-            if not process.running:
-                raise RuntimeError(f"{process.name} exited:\n{process.output()[-3000:]}")
-
-    def stop(self) -> None:
-        for process in self.processes:
-            process.stop(signal.SIGKILL, 10)
 
 
 def pool_pids(worker: CeleryCommand) -> list[int]:

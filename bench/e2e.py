@@ -13,7 +13,7 @@ from typing import Any
 from bench.cluster import Cluster, CpuMeter, Progress, pool_pids
 from bench.kafka_io import create_topics, delete_topics
 from bench.services import Services, names, pipeline
-from workers.embedded import CeleryCommand
+from workers.testing import CeleryCommand
 
 # Beat pulls often enough never to starve the workers; backpressure keeps the Celery queue
 # (and so Redis) small however large the backlog is.
@@ -39,7 +39,7 @@ def run(
     """Events per second through the whole pipeline with ``processes`` worker processes, and
     the CPU time each kind of process spent per event in the same window."""
     with alarm_pipeline(svc, topic, tmp) as (cluster, progress):
-        worker = cluster.worker(processes)
+        worker = cluster.worker(concurrency=processes)
         beat = cluster.beat()
         cpu = CpuMeter(lambda: roles(svc, worker, beat))
         samples: list[tuple[float, int]] = []
@@ -69,7 +69,7 @@ def alarm_pipeline(svc: Services, topic: str, tmp: Path) -> Iterator[tuple[Clust
     output = f"{prefix}-alerts"
     create_topics(svc.kafka, {output: 6})
     conf = pipeline(topic, interval=INTERVAL, max_queue_length=MAX_QUEUE)
-    cluster = Cluster(svc.env(prefix, queue, {"bench": conf}, BENCH_OUTPUT=output), queue, tmp)
+    cluster = Cluster(svc.env(prefix, queue, {"bench": conf}, BENCH_OUTPUT=output), tmp, queue)
     client = svc.redis()
     try:
         yield cluster, Progress(client, prefix)

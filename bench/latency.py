@@ -99,11 +99,11 @@ def run(svc: Services, mode: str, rate: float, seconds: float, warmup: float,
     if mode == "long_lived":
         conf.update(mode="long_lived", concurrency=1)
     env = svc.env(prefix, queue, {"bench": conf}, BENCH_OUTPUT=output)
-    cluster = Cluster(env, queue, tmp)
+    cluster = Cluster(env, tmp, queue)
     client = svc.redis()
     progress = Progress(client, prefix)
     try:
-        worker = cluster.worker(WORKER_PROCESSES, consume=mode == "long_lived")
+        worker = cluster.worker(concurrency=WORKER_PROCESSES, consume=mode == "long_lived")
         cluster.beat()
         wait(lambda: " ready." in worker.output(), 120, "the worker to start", cluster)
         time.sleep(2.0)  # the supervisor has started the consumer; Beat has pulled once

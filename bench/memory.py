@@ -28,7 +28,7 @@ def run(
     marks = sorted({baseline, *(int(total * f) for f in (0.1, 0.25, 0.5, 0.75, 1.0))})
     curve: dict[int, dict[int, int]] = {}
     with alarm_pipeline(svc, topic, tmp) as (cluster, progress):
-        worker = cluster.worker(PROCESSES)
+        worker = cluster.worker(concurrency=PROCESSES)
         main = worker.pid
         cluster.beat()
         started = time.monotonic()

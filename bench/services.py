@@ -19,7 +19,7 @@ import redis
 from celery import Celery
 
 from bench import celeryconfig
-from workers.embedded import RedisServer, TansuBroker
+from workers.testing import RedisServer, TansuBroker
 
 ROOT = Path(__file__).resolve().parents[1]
 KAFKA_VAR = "WORKERS_BENCH_KAFKA"

@@ -10,7 +10,7 @@ from kafka import KafkaConsumer, TopicPartition
 
 from bench.services import Services, app_for, names, pipeline
 from workers.connections import connections_for
-from workers.engine import pulling, run_cycle
+from workers.pulling.engine import pulling, run_cycle
 
 
 def raw(svc: Services, topic: str, ends: dict[int, int]) -> float:

@@ -21,6 +21,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture(autouse=True)
 def _no_pull_failures() -> None:
     """Pull failures are remembered per process (for backoff): no test sees another's."""
-    from workers.failures import PULL_FAILURES
+    from workers.pulling.failures import PULL_FAILURES
 
     PULL_FAILURES.clear()

@@ -6,7 +6,7 @@ import os
 
 from celery import Celery
 
-from workers.schedule import setup
+from workers.runtime.setup import setup
 
 app = Celery("workers")
 app.config_from_object(os.environ.get("WORKERS_CELERY_CONFIG", "celeryconfig"))

@@ -1,67 +1,8 @@
-"""The Beat schedule generated from the pipelines, and ``setup(app)`` that installs it.
-
-Every ``beat`` pipeline gets a ``workers.pull`` entry at its interval; if any pipeline is
-``long_lived``, one ``workers.supervise`` entry restarts consumer slots that died; if any
-pipeline chains ``workers.alarms.build``, one ``workers.alarms.sweep`` entry closes quiet
-alerts. Entries of the app's own ``beat_schedule`` with the same names win.
-"""
+"""The documented import path of ``setup(app)`` and ``beat_schedule`` (they live in
+``workers.runtime.setup``)."""
 
 from __future__ import annotations
 
-from typing import Any
+from workers.runtime.setup import beat_schedule, setup
 
-from celery import Celery
-
-from workers.config import Settings, reload_settings
-
-
-def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
-    """Schedule entries for ``settings``. A queued pull that waited past ``expires`` is dropped:
-    after an outage the worker does not chew through a backlog of stale pulls."""
-    entries: dict[str, dict[str, Any]] = {}
-    for name, pipeline in sorted(settings.pipelines.items()):
-        if pipeline.mode == "beat":
-            entries[f"workers.pull:{name}"] = {
-                "task": "workers.pull",
-                "schedule": pipeline.interval,
-                "args": (name,),
-                "options": {"expires": max(10.0, 3 * pipeline.interval)},
-            }
-    if any("workers.alarms.build" in p.tasks for p in settings.pipelines.values()):
-        entries["workers.alarms.sweep"] = {
-            "task": "workers.alarms.sweep",
-            "schedule": settings.alarms.sweep_interval,
-            "options": {"expires": settings.alarms.sweep_interval},
-        }
-    if any(p.mode == "long_lived" for p in settings.pipelines.values()):
-        entries["workers.supervise"] = {
-            "task": "workers.supervise",
-            "schedule": settings.supervise_interval,
-            "options": {"expires": settings.supervise_interval},
-        }
-    return entries
-
-
-def setup(app: Celery) -> None:
-    """Make ``app`` run the pipelines: register the tasks, merge the generated Beat schedule
-    into ``beat_schedule`` when the app is configured, stop consumers before the pool at worker
-    shutdown, and keep workers alive through a restart of a Redis broker (kombu's transport
-    would otherwise crash them). ``workers.app`` does this for its own app; call it for
-    yours."""
-    from workers import logmask
-    from workers._kombu_redis_fix import install
-    from workers.shutdown import StopConsumers
-
-    install()  # a worker survives its Redis broker restarting (see the module)
-    logmask.connect(app)  # secrets never reach a worker's or beat's log
-    app.steps["worker"].add(StopConsumers)
-    app.on_after_configure.connect(_merge_schedule, sender=app, weak=False)  # each (re)config
-    if app.configured:
-        _merge_schedule(app)
-    import workers.alarms.tasks  # noqa: F401 - registers the shared tasks
-    import workers.tasks  # noqa: F401
-
-
-def _merge_schedule(sender: Celery, **_: Any) -> None:
-    generated = beat_schedule(reload_settings(sender))
-    sender.conf.beat_schedule = {**generated, **(sender.conf.beat_schedule or {})}
+__all__ = ["beat_schedule", "setup"]

@@ -16,7 +16,7 @@ from typing import Protocol
 
 from tests.chaos.postgres import PostgresServer
 from tests.integration.services import DurableBroker, MotoS3
-from workers.embedded import ServiceUnavailable, TansuBroker, free_port, tansu_binary
+from workers.testing import ServiceUnavailable, TansuBroker, free_port, tansu_binary
 
 logger = logging.getLogger(__name__)
 

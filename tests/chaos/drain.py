@@ -13,8 +13,8 @@ from typing import Any
 import redis
 
 from tests.chaos.tasks import seen_key
-from workers.keys import Space, alarm_key
-from workers.offsets import RedisOffsetStore
+from workers.state.keys import Space, alarm_key
+from workers.state.offsets import RedisOffsetStore
 
 logger = logging.getLogger(__name__)
 

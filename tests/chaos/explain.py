@@ -12,7 +12,7 @@ from tests.chaos.faults import Injected
 from tests.chaos.report import SAMPLE, Facts, Report, never_published, ranges
 from tests.chaos.trace import Push
 from tests.chaos.truth import changed_by, offset_gaps
-from workers.keys import alarm_key
+from workers.state.keys import alarm_key
 
 
 def explain(report: Report, facts: Facts, client: redis.Redis, prefix: str) -> None:

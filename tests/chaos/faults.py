@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 from tests.chaos.brokers import Broker
 from tests.chaos.fleet import Fleet
-from tests.chaos.services import AofRedis
 from tests.chaos.settings import ChaosConfig
+from workers.testing import RedisServer
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ class Injector(threading.Thread):
     """Injects ``faults`` in order, never two at once and at least ``gap`` seconds apart."""
 
     def __init__(
-        self, faults: list[Fault], *, fleet: Fleet, redis: AofRedis, broker: Broker,
+        self, faults: list[Fault], *, fleet: Fleet, redis: RedisServer, broker: Broker,
         config: ChaosConfig, rng: random.Random, t0: float, gap: float = 1.0,
     ) -> None:  # fmt: skip
         super().__init__(name="chaos-faults", daemon=True)

@@ -12,7 +12,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.integration.e2e.harness import CeleryProcess, Cluster
+from workers.testing import CeleryCommand as CeleryProcess
+from workers.testing.cluster import Cluster
 
 MAX_EXITS = 40  # more and the processes are crash-looping, not being knocked over by faults
 

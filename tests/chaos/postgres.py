@@ -9,7 +9,7 @@ import signal
 import subprocess
 from pathlib import Path
 
-from workers.embedded import ServiceUnavailable, free_port, wait_for_port
+from workers.testing import ServiceUnavailable, free_port, wait_for_port
 
 USER = "tansu"  # the database superuser initdb creates; trust authentication on loopback
 

@@ -22,13 +22,13 @@ from tests.chaos.faults import Injector, schedule
 from tests.chaos.fleet import Fleet
 from tests.chaos.producer import Producer, create_topics
 from tests.chaos.report import Facts, Report, compute, duplicate_bound
-from tests.chaos.services import AofRedis
 from tests.chaos.settings import ChaosConfig
 from tests.chaos.trace import BrokerTrace, vanished
 from tests.chaos.truth import Record, alerts, applied, observed, read_topic, settled_client
 from tests.chaos.workload import Workload
 from tests.integration.e2e.harness import Cluster, make_env
-from workers.keys import Space
+from workers.state.keys import Space
+from workers.testing import RedisServer
 
 logger = logging.getLogger(__name__)
 
@@ -51,8 +51,10 @@ def run(config: ChaosConfig) -> Report:
 
 
 def _run(config: ChaosConfig, workdir: Path, stack: ExitStack) -> Report:
-    redis_server = AofRedis(workdir / "redis").start()
+    redis_server = RedisServer(data_dir=workdir / "redis").start()
     stack.callback(redis_server.stop)
+    log = workdir / "redis" / "redis.log"  # kept with --keep-logs
+    stack.callback(lambda: log.write_text(redis_server.output()))
     broker = start_broker(config.storage, stack)
     wait_until_up(broker.bootstrap)
     run_id = uuid.uuid4().hex[:8]

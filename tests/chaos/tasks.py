@@ -8,8 +8,8 @@ from typing import Any
 
 import redis
 
-from workers.redis_errors import translated
-from workers.stage import stage
+from workers.stages.base import stage
+from workers.state.redis_errors import translated
 
 _client: redis.Redis | None = None
 

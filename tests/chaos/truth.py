@@ -14,7 +14,7 @@ from kafka import KafkaConsumer, TopicPartition
 
 from tests.chaos.tasks import seen_key
 from workers.alarms.state import AlertStore
-from workers.keys import alarm_key
+from workers.state.keys import alarm_key
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,7 @@ from typing import Any
 
 from kafka import TopicPartition
 
-from workers.consumer import Consumer
+from workers.kafka.consumer import Consumer
 
 MakeTopic = Callable[[int], str]
 Append = Callable[..., int]

@@ -10,10 +10,10 @@ from collections.abc import Callable
 
 import pytest
 
-from workers.keys import Space
-from workers.leases import Leases
-from workers.ledger import Fence, Ledger, Slice
-from workers.offsets import Checkpoint, OffsetStore
+from workers.state.keys import Space
+from workers.state.leases import Leases
+from workers.state.ledger import Fence, Ledger, Slice
+from workers.state.offsets import Checkpoint, OffsetStore
 
 MakeLeases = Callable[..., Leases]
 TTL = 0.5

@@ -11,9 +11,9 @@ from collections.abc import Callable
 import pytest
 
 from workers.exceptions import OffsetStoreError
-from workers.keys import Space
-from workers.leases import Leases
-from workers.offsets import Checkpoint, OffsetStore, Position
+from workers.state.keys import Space
+from workers.state.leases import Leases
+from workers.state.offsets import Checkpoint, OffsetStore, Position
 
 MakeLeases = Callable[..., Leases]
 TTL = 0.5

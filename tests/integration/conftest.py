@@ -1,6 +1,7 @@
 """Session fixtures: a real redis-server and a real Kafka-protocol broker on free ports.
 
-Every test gets a fresh topic (``test-<uuid>``) and a fresh Redis key prefix.
+Every test gets a fresh topic (``test-<uuid>``) and a fresh Redis key prefix. The alarm tests'
+``store`` and ``stages`` (``make_stages``) are built on them here too.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ import os
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import redis
@@ -19,7 +20,11 @@ from kafka.errors import TopicAlreadyExistsError
 
 from tests.integration.services import unavailable
 from workers.config import Settings, load_settings
-from workers.embedded import RedisServer, ServiceUnavailable, TansuBroker
+from workers.testing import RedisServer, ServiceUnavailable, TansuBroker
+
+if TYPE_CHECKING:
+    from tests.integration.alarm_stages_support import Stages
+    from workers.alarms.state import AlertStore
 
 
 def _service(
@@ -143,3 +148,58 @@ def cli(
     for key in broker.scan_iter(match=f"*{key_prefix}*"):
         broker.delete(key)
     broker.close()
+
+
+@pytest.fixture
+def alert_store(redis_client: redis.Redis, key_prefix: str) -> AlertStore:
+    """An ``AlertStore`` on this test's key prefix (see ``alarm_state_support``)."""
+    from tests.integration.alarm_state_support import TTL
+    from workers.alarms.state import AlertStore
+
+    return AlertStore(redis_client, key_prefix, TTL)
+
+
+@pytest.fixture
+def make_stages(
+    kafka_bootstrap: str, redis_url: str, key_prefix: str, new_topic: Callable[..., str]
+) -> Iterator[Callable[..., Stages]]:
+    """``make_stages(**conf)``: the alarm stages on a Celery app of this test's services, with a
+    fresh output and dead-letter topic; ``conf`` adds settings (see ``alarm_stages_support``)."""
+    from celery import Celery
+
+    from tests.integration.alarm_stages_support import Stages
+    from workers.connections import connections_for
+
+    apps: list[Celery] = []
+
+    def make(**conf: Any) -> Stages:
+        topic = f"events-{key_prefix}"
+        dead_letters = new_topic(1, name=f"{topic}.invalid")
+        output = new_topic(3)
+        app = Celery("t", set_as_current=False)
+        app.conf.update(
+            workers_kafka_clusters={"test": {"bootstrap_servers": [kafka_bootstrap]}},
+            workers_redis_url=redis_url,
+            workers_redis_key_prefix=key_prefix,
+            workers_alarm_output_topic=output,
+            workers_pipelines={
+                "events": {
+                    "cluster": "test",
+                    "topic": topic,
+                    "tasks": ["workers.alarms.parse", "workers.alarms.build"],
+                    "dead_letter_topic": dead_letters,
+                }
+            },
+            **conf,
+        )
+        apps.append(app)
+        return Stages(app, topic, dead_letters, output, kafka_bootstrap)
+
+    yield make
+    for app in apps:
+        connections_for(app).close()
+
+
+@pytest.fixture
+def stages(make_stages: Callable[..., Stages]) -> Stages:
+    return make_stages()

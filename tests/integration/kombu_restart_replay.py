@@ -13,7 +13,7 @@ import sys
 from kombu import Connection, Consumer, Exchange, Producer, Queue
 from kombu.common import ignore_errors
 
-from workers.embedded import RedisServer
+from workers.testing import RedisServer
 
 
 def replay() -> int:
@@ -59,7 +59,7 @@ def replay() -> int:
 
 if __name__ == "__main__":
     if "--fix" in sys.argv:
-        from workers._kombu_redis_fix import install
+        from workers.runtime.kombu_redis import install
 
         install()
     code = replay()

@@ -19,8 +19,8 @@ from typing import Any, TextIO
 import redis
 
 from workers.exceptions import RecoverableError
-from workers.keys import Space
-from workers.leases import Grant, Owner, RedisLeases
+from workers.state.keys import Space
+from workers.state.leases import Grant, Owner, RedisLeases
 
 
 def wall(deadline: float) -> float:

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 from workers.config import load_settings
 from workers.connections import Connections
-from workers.queue import KafkaQueue
+from workers.kafka.queue import KafkaQueue
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 
 import pytest
 
-from workers.embedded import ServiceUnavailable, TansuBroker, free_port, wait_for_port
+from workers.testing import ServiceUnavailable, TansuBroker, free_port, wait_for_port
 
 
 def unavailable(reason: str) -> None:

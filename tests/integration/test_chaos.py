@@ -17,7 +17,7 @@ from tests.chaos.run import run
 from tests.chaos.settings import shaped
 from tests.chaos.table import table
 from tests.integration.services import unavailable
-from workers.embedded import ServiceUnavailable
+from workers.testing import ServiceUnavailable
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 

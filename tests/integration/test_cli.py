@@ -20,9 +20,9 @@ from kafka import KafkaAdminClient
 
 from tests.integration.cli_support import Cli, pipeline, send_each
 from tests.integration.conftest import TopicFactory
-from workers.embedded import free_port
-from workers.keys import Space
-from workers.leases import Owner, RedisLeases
+from workers.state.keys import Space
+from workers.state.leases import Owner, RedisLeases
+from workers.testing import free_port
 
 pytestmark = pytest.mark.integration
 

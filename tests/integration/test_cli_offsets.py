@@ -14,10 +14,11 @@ from kafka import KafkaConsumer, TopicPartition
 
 from tests.integration.cli_support import Cli, pipeline, send_each
 from tests.integration.conftest import TopicFactory
-from workers.keys import Space
-from workers.leases import Owner, RedisLeases
-from workers.ledger import Fence, RedisLedger, Slice
-from workers.offsets import Checkpoint, RedisOffsetStore
+from workers.state.keys import Space
+from workers.state.leases import Owner, RedisLeases
+from workers.state.ledger import Fence, Slice
+from workers.state.ledger_redis import RedisLedger
+from workers.state.offsets import Checkpoint, RedisOffsetStore
 
 pytestmark = pytest.mark.integration
 

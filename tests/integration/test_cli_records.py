@@ -1,6 +1,6 @@
 """``workers produce`` and ``workers dlq show|replay`` against the real Redis and broker.
 
-Dead letters are made by real pull cycles (``workers.engine.pulling``) over records that are
+Dead letters are made by real pull cycles (``workers.pulling.engine.pulling``) over records that are
 not JSON objects: one bad record per cycle, so each dead letter is its own batch on the
 dead-letter topic (the test broker reports a partition's end at its last batch's start).
 """
@@ -19,8 +19,8 @@ from kafka import KafkaConsumer, KafkaProducer
 from tests.integration.cli_support import Cli, pipeline
 from tests.integration.conftest import TopicFactory
 from workers.connections import connections_for
-from workers.embedded import free_port
-from workers.engine import pulling, run_cycle
+from workers.pulling.engine import pulling, run_cycle
+from workers.testing import free_port
 
 pytestmark = pytest.mark.integration
 

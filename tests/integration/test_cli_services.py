@@ -18,7 +18,7 @@ import pytest
 
 from tests.integration.cli_support import Cli, pipeline, run_command, silent_server, write_module
 from tests.integration.conftest import TopicFactory
-from workers.embedded import free_port
+from workers.testing import free_port
 
 pytestmark = pytest.mark.integration
 

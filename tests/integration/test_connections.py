@@ -18,7 +18,7 @@ from tests.integration.services import durable_broker
 from tests.unit.fakes import ManualClock
 from workers.config import Settings, load_settings
 from workers.connections import RETIRE_GRACE, Connections
-from workers.embedded import TansuBroker
+from workers.testing import TansuBroker
 
 
 def produce(cache: Connections, topic: str, value: bytes, cluster: str = "common") -> int:

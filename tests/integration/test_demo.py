@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.services import unavailable
-from workers.embedded import ServiceUnavailable, tansu_binary
+from workers.testing import ServiceUnavailable, tansu_binary
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -11,10 +11,10 @@ import redis
 from celery import Celery
 
 from workers.config import PipelineConfig
-from workers.keys import Space
-from workers.ledger import Slice
-from workers.pipeline import CeleryDispatcher
-from workers.tickets import HEADER, Ticket, read
+from workers.pulling.handoff import CeleryDispatcher
+from workers.pulling.tickets import HEADER, Ticket, read
+from workers.state.keys import Space
+from workers.state.ledger import Slice
 
 TICKET = Ticket("p", Space("w", "c", "g", "t"), (Slice(0, "b1", 0, 3),), 60_000, 3)
 

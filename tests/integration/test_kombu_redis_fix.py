@@ -1,5 +1,5 @@
 """kombu 5.7's Redis transport crashed a Celery worker whose broker restarted: the replay fails
-without ``workers._kombu_redis_fix`` and passes with it. (If kombu fixes it, the first case
+without ``workers.runtime.kombu_redis`` and passes with it. (If kombu fixes it, the first case
 fails: then the patch can go.)"""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from workers._kombu_redis_fix import install, installed
+from workers.runtime.kombu_redis import install, installed
 
 ROOT = Path(__file__).resolve().parents[2]
 

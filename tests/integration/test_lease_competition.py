@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from workers.keys import Space
-from workers.leases import Owner, RedisLeases
+from workers.state.keys import Space
+from workers.state.leases import Owner, RedisLeases
 
 ROOT = Path(__file__).resolve().parents[2]
 SECONDS = float(os.environ.get("WORKERS_TEST_COMPETITION_SECONDS", "30"))

@@ -9,10 +9,10 @@ import pytest
 import redis
 
 from tests.contracts.ledger import LedgerContract, MakeLeases
-from workers.keys import Space
-from workers.leases import Owner, RedisLeases
-from workers.ledger import RedisLedger
-from workers.offsets import RedisOffsetStore
+from workers.state.keys import Space
+from workers.state.leases import Owner, RedisLeases
+from workers.state.ledger_redis import RedisLedger
+from workers.state.offsets import RedisOffsetStore
 
 
 class TestRedis(LedgerContract):

@@ -9,9 +9,9 @@ import pytest
 import redis
 
 from tests.contracts.offsets_leases import MakeLeases, OffsetStoreContract
-from workers.keys import Space
-from workers.leases import Owner, RedisLeases
-from workers.offsets import RedisOffsetStore
+from workers.state.keys import Space
+from workers.state.leases import Owner, RedisLeases
+from workers.state.offsets import RedisOffsetStore
 
 
 class TestRedis(OffsetStoreContract):

@@ -17,10 +17,10 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from tests.integration.conftest import TopicFactory
 from workers.config import Settings, StartPolicy
 from workers.connections import Connections
-from workers.keys import Space
-from workers.leases import Owner, RedisLeases
-from workers.offsets import Checkpoint, RedisOffsetStore
-from workers.positions import Positioner, reset_offsets
+from workers.pulling.positions import Positioner, reset_offsets
+from workers.state.keys import Space
+from workers.state.leases import Owner, RedisLeases
+from workers.state.offsets import Checkpoint, RedisOffsetStore
 
 
 @pytest.fixture

@@ -30,10 +30,10 @@ from tests.integration.conftest import TopicFactory
 from workers.config import Settings, load_settings
 from workers.connections import Connections
 from workers.exceptions import ConfigError, RecoverableError
-from workers.keys import Space
-from workers.leases import Owner, RedisLeases
-from workers.offsets import RedisOffsetStore
-from workers.queue import KafkaQueue
+from workers.kafka.queue import KafkaQueue
+from workers.state.keys import Space
+from workers.state.leases import Owner, RedisLeases
+from workers.state.offsets import RedisOffsetStore
 
 ROOT = Path(__file__).resolve().parents[2]
 COUNTS = {0: 400, 1: 350, 2: 250}  # records put per partition in the round trips: 1,000
@@ -422,9 +422,9 @@ def test_an_app_gives_settings_and_the_origin_group_name(
 def test_the_default_app_is_imported_only_when_a_queue_is_made() -> None:
     code = (
         "import sys\n"
-        "import workers.queue\n"
+        "import workers.kafka.queue\n"
         "before = 'workers.app' in sys.modules\n"
-        "q = workers.queue.KafkaQueue(topic='t', group_prefix='p-')\n"
+        "q = workers.kafka.queue.KafkaQueue(topic='t', group_prefix='p-')\n"
         "print(before, 'workers.app' in sys.modules, q.cluster, q.group_name, "
         "q.reconnect_seconds)\n"
     )

@@ -7,8 +7,8 @@ import time
 import pytest
 import redis
 
-from workers.keys import Space
-from workers.slots import PENDING, Slots
+from workers.state.keys import Space
+from workers.state.slots import PENDING, Slots
 
 A, B, C = "token-a", "token-b", "token-c"
 

@@ -16,14 +16,14 @@ from tests.integration.conftest import TopicFactory
 from tests.unit.fakes import RecordingDispatcher
 from workers.config import PipelineConfig, Settings, StartPolicy
 from workers.connections import Connections
-from workers.deadletter import DeadLetters
 from workers.exceptions import OffsetStoreError
-from workers.keys import Space
-from workers.leases import Owner, RedisLeases
-from workers.ledger import RedisLedger
-from workers.offsets import MAX_OFFSET, Position, RedisOffsetStore
-from workers.positions import reset_offsets
-from workers.puller import Puller
+from workers.kafka.deadletter import DeadLetters
+from workers.pulling.positions import reset_offsets
+from workers.pulling.puller import Puller
+from workers.state.keys import Space
+from workers.state.leases import Owner, RedisLeases
+from workers.state.ledger_redis import RedisLedger
+from workers.state.offsets import MAX_OFFSET, Position, RedisOffsetStore
 
 
 @dataclass

@@ -13,13 +13,12 @@ from kafka.errors import KafkaTimeoutError
 
 from workers.connections import Factories
 from workers.exceptions import RecoverableError
-from workers.keys import Space
-from workers.ledger import Ledger
-from workers.memory import MemoryOffsetStore, MemoryState
-from workers.memory_log import MemoryConsumer, MemoryLog, MemoryRecord
-from workers.offsets import Checkpoint, Mode, Outcome
-from workers.pipeline import Unencodable
-from workers.tickets import Ticket
+from workers.pulling.handoff import Unencodable
+from workers.pulling.tickets import Ticket
+from workers.state.keys import Space
+from workers.state.ledger import Ledger
+from workers.state.offsets import Checkpoint, Mode, Outcome
+from workers.testing import MemoryConsumer, MemoryLog, MemoryOffsetStore, MemoryRecord, MemoryState
 
 
 class FakeClient:

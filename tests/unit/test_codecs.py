@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from workers.codecs import Codec, decode, record_id
 from workers.exceptions import InvalidRecord
-from workers.memory_log import MemoryRecord
+from workers.kafka.codecs import Codec, decode, record_id
+from workers.testing import MemoryRecord
 
 LIMIT = 1024
 

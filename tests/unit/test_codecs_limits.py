@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from workers import codecs
-from workers.codecs import MAX_DEPTH_LIMIT, decode, decode_or_reason
 from workers.exceptions import InvalidRecord
-from workers.memory_log import MemoryRecord
-from workers.pipeline import json_body
+from workers.kafka import codecs
+from workers.kafka.codecs import MAX_DEPTH_LIMIT, decode, decode_or_reason
+from workers.pulling.handoff import json_body
+from workers.testing import MemoryRecord
 
 LIMIT = 10 << 20
 

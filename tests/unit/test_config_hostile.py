@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from tests.unit.config_support import minimal_conf
 from workers.config import load_settings
 from workers.exceptions import ConfigError
 
@@ -29,13 +30,7 @@ REDIS = "a URL such as redis://host:6379/0, rediss:// or unix://"
 SASL = {"security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": "PLAIN"}
 
 
-def minimal(**pipeline: Any) -> dict[str, Any]:
-    return {
-        "workers_kafka_clusters": {"common": {"bootstrap_servers": ["kafka-1:9092"]}},
-        "workers_pipelines": {
-            "alarms": {"cluster": "common", "topic": "alarm-events", "tasks": ["a.b"], **pipeline}
-        },
-    }
+minimal = minimal_conf
 
 
 def top(**settings: Any) -> dict[str, Any]:

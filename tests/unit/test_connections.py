@@ -186,7 +186,7 @@ def test_outage_is_logged_once(
     cache: Connections, fakes: FakeFactories, clock: ManualClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     fakes.producer.down = True
-    caplog.set_level(logging.DEBUG, logger="workers.outages")
+    caplog.set_level(logging.DEBUG, logger="workers.connections.outages")
 
     for _ in range(5):
         with pytest.raises(RecoverableError):

@@ -9,7 +9,7 @@ import pytest
 
 from tests.contracts.consumer import Append, Clock, ConsumerContract, MakeConsumer, MakeTopic, Pause
 from tests.unit.fakes import ManualClock
-from workers.memory_log import MemoryConsumer, MemoryLog
+from workers.testing import MemoryConsumer, MemoryLog
 
 
 class TestMemoryTwin(ConsumerContract):

@@ -8,10 +8,9 @@ from typing import Any
 import pytest
 from kafka.errors import IllegalStateError, KafkaTimeoutError, MessageSizeTooLargeError
 
-from workers.deadletter import DeadLetters, dead_letter_headers
 from workers.exceptions import RecoverableError
-from workers.memory_log import MemoryLog, MemoryRecord
-from workers.memory_producer import MemoryProducer
+from workers.kafka.deadletter import DeadLetters, dead_letter_headers
+from workers.testing import MemoryLog, MemoryProducer, MemoryRecord
 
 DLQ = "alarms.dlq"
 TS = 1_700_000_000_123

@@ -8,11 +8,12 @@ from typing import Any
 import pytest
 from celery import Celery
 
-import workers.tasks
+import workers.pulling.tasks
 from tests.unit.fakes import ManualClock
 from workers.exceptions import ConfigError, RecoverableError
-from workers.failures import MAX_BACKOFF, SUMMARY_EVERY, Failures, kind_of
-from workers.puller import Summary, TopicMissing
+from workers.pulling.cycle import Summary
+from workers.pulling.failures import MAX_BACKOFF, SUMMARY_EVERY, Failures, kind_of
+from workers.pulling.puller import TopicMissing
 
 
 def caused(error: BaseException, cause: BaseException) -> BaseException:
@@ -48,7 +49,7 @@ def test_each_kind_is_first_once_and_repeats_are_summed_up_rarely(
     failures = Failures(clock)
     down = caused(RecoverableError("redis down"), ConnectionError())
 
-    with caplog.at_level(logging.DEBUG, logger="workers.failures"):
+    with caplog.at_level(logging.DEBUG, logger="workers.pulling.failures"):
         firsts = [failures.failed("p", down) for _ in range(50)]
         other = failures.failed("p", TopicMissing("gone"))
         clock.advance(SUMMARY_EVERY)
@@ -86,9 +87,9 @@ def test_a_failing_pull_raises_once_then_returns_quietly_then_backs_off(
         def __exit__(self, *exc: Any) -> None:
             return None
 
-    monkeypatch.setattr(workers.tasks, "pulling", lambda *a, **k: Boom())
+    monkeypatch.setattr(workers.pulling.tasks, "pulling", lambda *a, **k: Boom())
     clock = ManualClock()
-    monkeypatch.setattr(workers.tasks.PULL_FAILURES, "clock", clock)
+    monkeypatch.setattr(workers.pulling.tasks.PULL_FAILURES, "clock", clock)
     task = app.tasks["workers.pull"]
 
     with pytest.raises(TopicMissing):
@@ -114,7 +115,7 @@ def test_a_setting_error_is_never_swallowed(app: Celery, monkeypatch: pytest.Mon
         def __exit__(self, *exc: Any) -> None:
             return None
 
-    monkeypatch.setattr(workers.tasks, "pulling", lambda *a, **k: Bad())
+    monkeypatch.setattr(workers.pulling.tasks, "pulling", lambda *a, **k: Bad())
     task = app.tasks["workers.pull"]
 
     for _ in range(3):
@@ -132,12 +133,12 @@ def test_a_pull_that_works_again_clears_the_backoff(
         def __exit__(self, *exc: Any) -> None:
             return None
 
-    monkeypatch.setattr(workers.tasks, "pulling", lambda *a, **k: Works())
-    monkeypatch.setattr(workers.tasks, "run_cycle", lambda app, puller: Summary("alarms"))
-    workers.tasks.PULL_FAILURES.failed("alarms", RecoverableError("down"))
-    clock = ManualClock(workers.tasks.PULL_FAILURES.clock() + 5)
-    monkeypatch.setattr(workers.tasks.PULL_FAILURES, "clock", clock)
+    monkeypatch.setattr(workers.pulling.tasks, "pulling", lambda *a, **k: Works())
+    monkeypatch.setattr(workers.pulling.tasks, "run_cycle", lambda app, puller: Summary("alarms"))
+    workers.pulling.tasks.PULL_FAILURES.failed("alarms", RecoverableError("down"))
+    clock = ManualClock(workers.pulling.tasks.PULL_FAILURES.clock() + 5)
+    monkeypatch.setattr(workers.pulling.tasks.PULL_FAILURES, "clock", clock)
 
     result = app.tasks["workers.pull"].run("alarms")
 
-    assert result["stopped_by"] == "" and workers.tasks.PULL_FAILURES.waiting("alarms") == 0
+    assert result["stopped_by"] == "" and workers.pulling.tasks.PULL_FAILURES.waiting("alarms") == 0

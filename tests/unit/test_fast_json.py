@@ -13,12 +13,13 @@ from kombu.serialization import loads as kombu_loads
 from kombu.serialization import registry
 from kombu.utils import json as kombu_json
 
-from workers import codecs, pipeline
-from workers.codecs import Codec, decode
 from workers.config import PipelineConfig
 from workers.exceptions import InvalidRecord
-from workers.memory_log import MemoryRecord
-from workers.pipeline import FAST_JSON, CeleryDispatcher, json_body
+from workers.kafka import codecs
+from workers.kafka.codecs import Codec, decode
+from workers.pulling import handoff as pipeline
+from workers.pulling.handoff import FAST_JSON, CeleryDispatcher, json_body
+from workers.testing import MemoryRecord
 
 needs_orjson = pytest.mark.skipif(codecs.fast_json is None, reason="orjson is not installed")
 

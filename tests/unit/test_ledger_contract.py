@@ -8,8 +8,8 @@ import pytest
 
 from tests.contracts.ledger import LedgerContract, MakeLeases
 from tests.unit.fakes import ManualClock
-from workers.leases import Owner
-from workers.memory import MemoryLeases, MemoryLedger, MemoryOffsetStore, MemoryState
+from workers.state.leases import Owner
+from workers.testing import MemoryLeases, MemoryLedger, MemoryOffsetStore, MemoryState
 
 
 class TestMemoryTwin(LedgerContract):

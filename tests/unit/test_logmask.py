@@ -8,7 +8,7 @@ import logging
 import pytest
 from celery import Celery
 
-from workers.logmask import MaskSecrets, install
+from workers.runtime.logmask import MaskSecrets, install
 
 SECRET = "s3cr3t-Pa55"
 

@@ -8,8 +8,8 @@ import pytest
 
 from tests.contracts.offsets_leases import MakeLeases, OffsetStoreContract
 from tests.unit.fakes import ManualClock
-from workers.leases import Owner
-from workers.memory import MemoryLeases, MemoryOffsetStore, MemoryState
+from workers.state.leases import Owner
+from workers.testing import MemoryLeases, MemoryOffsetStore, MemoryState
 
 
 class TestMemoryTwin(OffsetStoreContract):

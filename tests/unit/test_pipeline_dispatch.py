@@ -10,12 +10,10 @@ import pytest
 from celery import Celery, Signature
 from kombu.exceptions import EncodeError, OperationalError
 
-from workers.codecs import fast_json
 from workers.config import PipelineConfig
 from workers.exceptions import RecoverableError
-from workers.keys import Space
-from workers.ledger import Slice
-from workers.pipeline import (
+from workers.kafka.codecs import fast_json
+from workers.pulling.handoff import (
     FAST_JSON,
     PUBLISH_RETRY,
     CeleryDispatcher,
@@ -23,7 +21,9 @@ from workers.pipeline import (
     summary,
     unencodable,
 )
-from workers.tickets import HEADER, Ticket, read
+from workers.pulling.tickets import HEADER, Ticket, read
+from workers.state.keys import Space
+from workers.state.ledger import Slice
 
 TASKS = ("alarms.parse", "alarms.build", "alarms.publish")
 BATCH = [{"id": "common/events/0/0", "value": {"n": 0}}, {"id": "common/events/0/1", "value": {}}]

@@ -10,12 +10,11 @@ from kafka import TopicPartition
 
 from tests.unit.fakes import ManualClock
 from workers.config import StartPolicy
-from workers.keys import Space
-from workers.leases import Lease, Owner
-from workers.memory import MemoryLeases, MemoryOffsetStore, MemoryState
-from workers.memory_log import MemoryConsumer, MemoryLog
-from workers.offsets import Checkpoint, Position
-from workers.positions import Positioner, reset_offsets, start_offsets, target_offsets
+from workers.pulling.positions import Positioner, reset_offsets, start_offsets, target_offsets
+from workers.state.keys import Space
+from workers.state.leases import Lease, Owner
+from workers.state.offsets import Checkpoint, Position
+from workers.testing import MemoryConsumer, MemoryLeases, MemoryLog, MemoryOffsetStore, MemoryState
 
 TOPIC = "events"
 SPACE = Space("t", "common", "g1", TOPIC)

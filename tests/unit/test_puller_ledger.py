@@ -8,11 +8,11 @@ from typing import Any
 import pytest
 
 from tests.unit.fakes import RecordingDispatcher
-from tests.unit.test_puller import DLQ, SPACE, TOPIC, World, offsets, pipeline, world  # noqa: F401
-from workers import puller as puller_module
+from tests.unit.pulling_world import SPACE, TOPIC, World, offsets, pipeline
 from workers.exceptions import RecoverableError
-from workers.ledger import Slice
-from workers.offsets import Position
+from workers.pulling import puller as puller_module
+from workers.state.ledger import Slice
+from workers.state.offsets import Position
 
 BUDGET = 60.0
 
@@ -33,7 +33,7 @@ def start(w: World, dispatcher: RecordingDispatcher, n: int, times: int = 1) -> 
 # -- offsets follow completion ------------------------------------------------------------------
 
 
-def test_the_offset_moves_only_when_the_pipeline_finished_the_batches(world: World) -> None:  # noqa: F811
+def test_the_offset_moves_only_when_the_pipeline_finished_the_batches(world: World) -> None:
     world.fill(0, 6)
     dispatcher = world.dispatcher(finish=False)
 
@@ -47,7 +47,7 @@ def test_the_offset_moves_only_when_the_pipeline_finished_the_batches(world: Wor
     assert (before, after_second, world.stored()[0]) == (0, 0, 6)
 
 
-def test_the_ticket_names_each_partitions_slice_of_the_batch(world: World) -> None:  # noqa: F811
+def test_the_ticket_names_each_partitions_slice_of_the_batch(world: World) -> None:
     world.log.append(TOPIC, 0, b'{"a": 1}')
     world.log.append(TOPIC, 0, b"not json")
     world.log.append(TOPIC, 1, b'{"b": 1}')
@@ -62,7 +62,7 @@ def test_the_ticket_names_each_partitions_slice_of_the_batch(world: World) -> No
     assert world.stored() == {0: 0, 1: 0, 2: 1}  # the dead letter alone commits at once
 
 
-def test_a_partition_stops_reading_at_max_in_flight_and_the_others_go_on(world: World) -> None:  # noqa: F811
+def test_a_partition_stops_reading_at_max_in_flight_and_the_others_go_on(world: World) -> None:
     world.fill(0, 10)
     world.fill(1, 2)
     dispatcher = world.dispatcher(finish=False)
@@ -80,7 +80,7 @@ def test_a_partition_stops_reading_at_max_in_flight_and_the_others_go_on(world: 
     assert offsets(dispatcher, 0) == [0, 1, 2, 3, 4, 5]
 
 
-def test_a_pull_that_cannot_read_anything_says_why(world: World) -> None:  # noqa: F811
+def test_a_pull_that_cannot_read_anything_says_why(world: World) -> None:
     world.fill(0, 4)
     dispatcher = world.dispatcher(finish=False)
     puller = world.puller(pipeline(batch_size=2, max_in_flight=1), dispatcher=dispatcher)
@@ -96,7 +96,7 @@ def test_a_pull_that_cannot_read_anything_says_why(world: World) -> None:  # noq
 # -- re-drives ----------------------------------------------------------------------------------
 
 
-def test_a_lost_batch_is_handed_off_again_when_due_and_then_committed(world: World) -> None:  # noqa: F811
+def test_a_lost_batch_is_handed_off_again_when_due_and_then_committed(world: World) -> None:
     world.fill(0, 4)
     dispatcher = world.dispatcher(finish=False)
     puller = world.puller(pipeline(batch_size=2), dispatcher=dispatcher)
@@ -114,7 +114,7 @@ def test_a_lost_batch_is_handed_off_again_when_due_and_then_committed(world: Wor
     assert world.stored()[0] == 4
 
 
-def test_each_redrive_waits_twice_as_long(world: World) -> None:  # noqa: F811
+def test_each_redrive_waits_twice_as_long(world: World) -> None:
     world.fill(0, 2)
     dispatcher = world.dispatcher(finish=False)
     puller = world.puller(dispatcher=dispatcher)
@@ -128,7 +128,7 @@ def test_each_redrive_waits_twice_as_long(world: World) -> None:  # noqa: F811
     assert handoffs == [2, 2, 3, 4]
 
 
-def test_a_batch_that_finished_meanwhile_is_not_handed_off_again(world: World) -> None:  # noqa: F811
+def test_a_batch_that_finished_meanwhile_is_not_handed_off_again(world: World) -> None:
     world.fill(0, 2)
     dispatcher = world.dispatcher(finish=False)
     puller = world.puller(dispatcher=dispatcher)
@@ -147,7 +147,7 @@ def test_a_batch_that_finished_meanwhile_is_not_handed_off_again(world: World) -
     assert (summary.redriven, dispatcher.attempts, world.stored()[0]) == (0, 1, 2)
 
 
-def test_a_redrive_leaves_out_records_that_were_dead_lettered(world: World) -> None:  # noqa: F811
+def test_a_redrive_leaves_out_records_that_were_dead_lettered(world: World) -> None:
     world.log.append(TOPIC, 0, b'{"a": 1}')
     world.log.append(TOPIC, 0, b"[1]")
     world.log.append(TOPIC, 0, b'{"a": 2}')
@@ -163,7 +163,7 @@ def test_a_redrive_leaves_out_records_that_were_dead_lettered(world: World) -> N
 
 
 def test_a_batch_that_keeps_killing_its_worker_is_split_until_the_killer_is_alone(
-    world: World,  # noqa: F811
+    world: World,
 ) -> None:
     world.fill(0, 4)
     dispatcher = world.dispatcher(finish=False)
@@ -191,7 +191,7 @@ def test_a_batch_that_keeps_killing_its_worker_is_split_until_the_killer_is_alon
     assert world.stored()[0] == 4  # its neighbours went on and the offset passed it
 
 
-def test_a_batch_that_never_started_is_never_dead_lettered(world: World) -> None:  # noqa: F811
+def test_a_batch_that_never_started_is_never_dead_lettered(world: World) -> None:
     world.fill(0, 1)
     dispatcher = world.dispatcher(finish=False)
     puller = world.puller(pipeline(max_attempts=1), dispatcher=dispatcher)
@@ -206,7 +206,7 @@ def test_a_batch_that_never_started_is_never_dead_lettered(world: World) -> None
 
 
 def test_a_new_owner_reads_on_past_the_batches_in_flight_and_redrives_them_when_due(
-    world: World,  # noqa: F811
+    world: World,
 ) -> None:
     world.fill(0, 4)
     a_out, b_out = world.dispatcher(finish=False), world.dispatcher(finish=False)
@@ -226,7 +226,7 @@ def test_a_new_owner_reads_on_past_the_batches_in_flight_and_redrives_them_when_
     assert redriven.redriven == 2
 
 
-def test_a_record_made_before_a_crash_is_redriven_by_the_next_owner(world: World) -> None:  # noqa: F811
+def test_a_record_made_before_a_crash_is_redriven_by_the_next_owner(world: World) -> None:
     world.fill(0, 2)
 
     class Crash(Exception):
@@ -248,7 +248,7 @@ def test_a_record_made_before_a_crash_is_redriven_by_the_next_owner(world: World
     assert (summary.redriven, dispatcher.delivered, world.stored()[0]) == (1, [(0, 0), (0, 1)], 2)
 
 
-def test_an_operator_reset_drops_the_batches_in_flight(world: World) -> None:  # noqa: F811
+def test_an_operator_reset_drops_the_batches_in_flight(world: World) -> None:
     world.fill(0, 4)
     dispatcher = world.dispatcher(finish=False)
     puller = world.puller(pipeline(batch_size=2), dispatcher=dispatcher)
@@ -265,7 +265,7 @@ def test_an_operator_reset_drops_the_batches_in_flight(world: World) -> None:  #
     assert offsets(dispatcher, 0) == [0, 1, 2, 3, 1, 2, 3]
 
 
-def test_a_failed_redrive_hand_off_is_retried_at_the_next_cycle(world: World) -> None:  # noqa: F811
+def test_a_failed_redrive_hand_off_is_retried_at_the_next_cycle(world: World) -> None:
     world.fill(0, 2)
     dispatcher = world.dispatcher(finish=False, fail_on={2})
     puller = world.puller(dispatcher=dispatcher)
@@ -280,7 +280,7 @@ def test_a_failed_redrive_hand_off_is_retried_at_the_next_cycle(world: World) ->
     assert in_flight(world)[0][2] == 3  # hand-offs: the first, the failed one, this one
 
 
-def test_a_redrive_refused_by_a_lost_lease_ends_the_cycle(world: World) -> None:  # noqa: F811
+def test_a_redrive_refused_by_a_lost_lease_ends_the_cycle(world: World) -> None:
     world.fill(0, 2)
     dispatcher = world.dispatcher(finish=False)
     puller = world.puller(dispatcher=dispatcher)
@@ -299,7 +299,7 @@ def test_a_redrive_refused_by_a_lost_lease_ends_the_cycle(world: World) -> None:
     assert (summary.stopped_by, summary.redriven, dispatcher.attempts) == ("reset", 0, 1)
 
 
-def test_ranges_of_the_ledger_match_the_records_handed_off(world: World) -> None:  # noqa: F811
+def test_ranges_of_the_ledger_match_the_records_handed_off(world: World) -> None:
     for p, n in ((0, 7), (1, 3), (2, 5)):
         world.fill(p, n)
     dispatcher = world.dispatcher(finish=False)
@@ -315,7 +315,7 @@ def test_ranges_of_the_ledger_match_the_records_handed_off(world: World) -> None
 
 
 def test_a_message_that_cannot_be_encoded_is_dead_lettered_and_its_batch_goes_on(
-    world: World,  # noqa: F811
+    world: World,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     world.fill(0, 3)

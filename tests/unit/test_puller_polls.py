@@ -9,8 +9,8 @@ from typing import Any
 from kafka import TopicPartition
 
 from tests.unit.fakes import PagedConsumer
-from tests.unit.test_puller import World, offsets, pipeline, world  # noqa: F401 - a fixture
-from workers.memory_log import MemoryLog, MemoryRecord
+from tests.unit.pulling_world import World, offsets, pipeline
+from workers.testing import MemoryLog, MemoryRecord
 
 
 class AskingConsumer(PagedConsumer):
@@ -27,7 +27,7 @@ class AskingConsumer(PagedConsumer):
         return super().poll(timeout_ms, max_records)
 
 
-def test_a_poll_asks_for_no_more_than_500_records_or_a_batch(world: World) -> None:  # noqa: F811
+def test_a_poll_asks_for_no_more_than_500_records_or_a_batch(world: World) -> None:
     world.fill(0, 1200)
     small, large = AskingConsumer(world.log), AskingConsumer(world.log)
 
@@ -39,7 +39,7 @@ def test_a_poll_asks_for_no_more_than_500_records_or_a_batch(world: World) -> No
     assert max(n or 0 for n in large.asked) == 1000
 
 
-def test_the_last_poll_asks_only_for_what_the_cycle_may_still_read(world: World) -> None:  # noqa: F811
+def test_the_last_poll_asks_only_for_what_the_cycle_may_still_read(world: World) -> None:
     world.fill(0, 1200)
     consumer = AskingConsumer(world.log)
 
@@ -49,7 +49,7 @@ def test_the_last_poll_asks_only_for_what_the_cycle_may_still_read(world: World)
     assert (summary.stopped_by, summary.records) == ("max_records", 700)
 
 
-def stream(world: World, per_poll: int) -> PagedConsumer:  # noqa: F811
+def stream(world: World, per_poll: int) -> PagedConsumer:
     """A consumer of a topic where ``per_poll`` records arrive before every poll, as under a
     steady stream: no poll ever comes back empty."""
     return PagedConsumer(
@@ -61,7 +61,7 @@ def stream(world: World, per_poll: int) -> PagedConsumer:  # noqa: F811
     )
 
 
-def test_beat_cycle_under_a_steady_stream_ends_once_past_the_log_end(world: World) -> None:  # noqa: F811
+def test_beat_cycle_under_a_steady_stream_ends_once_past_the_log_end(world: World) -> None:
     world.fill(0, 10)
     dispatcher = world.dispatcher()
     consumer = stream(world, 2)
@@ -76,7 +76,7 @@ def test_beat_cycle_under_a_steady_stream_ends_once_past_the_log_end(world: Worl
     assert world.stored()[0] == 12
 
 
-def test_long_lived_cycle_under_a_steady_stream_reads_on_to_its_time_limit(world: World) -> None:  # noqa: F811
+def test_long_lived_cycle_under_a_steady_stream_reads_on_to_its_time_limit(world: World) -> None:
     world.fill(0, 10)
     consumer = stream(world, 2)
     puller = world.puller(pipeline(max_seconds=3.0), consumer=consumer, until_caught_up=False)

@@ -10,8 +10,8 @@ import pytest
 from celery import Celery
 
 from workers.config import load_settings
-from workers.schedule import beat_schedule, setup
-from workers.shutdown import StopConsumers
+from workers.runtime.setup import beat_schedule, setup
+from workers.runtime.shutdown import StopConsumers
 
 # Variables the loader reads; removed from os.environ in tests that go through settings_for().
 ENV_PREFIXES = ("WORKERS_", "KAFKA_", "ALERT_KAFKA_")

@@ -11,16 +11,16 @@ import pytest
 from celery import Celery
 from celery.exceptions import Ignore, Retry
 
-import workers.stage as stage_module
+import workers.stages.base as stage_module
 from tests.unit.fakes import ManualClock
 from workers.exceptions import RecoverableError
-from workers.keys import Space
-from workers.leases import Owner
-from workers.ledger import Fence, Slice
-from workers.memory import MemoryLeases, MemoryLedger, MemoryOffsetStore, MemoryState
-from workers.offsets import Checkpoint
-from workers.stage import Stage, failure_reason
-from workers.tickets import Ticket
+from workers.pulling.tickets import Ticket
+from workers.stages.base import Stage, failure_reason
+from workers.state.keys import Space
+from workers.state.leases import Owner
+from workers.state.ledger import Fence, Slice
+from workers.state.offsets import Checkpoint
+from workers.testing import MemoryLeases, MemoryLedger, MemoryOffsetStore, MemoryState
 
 SPACE = Space("t", "common", "g", "events")
 SLICE = Slice(0, "b1", 0, 4)

@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from celery import Celery
 
-import workers.tasks
+import workers.pulling.tasks
 from workers.config import Settings, load_settings
 from workers.exceptions import ConfigError, RecoverableError
-from workers.shutdown import clear, request_stop, sigterm_stops, stop_requested
+from workers.runtime.shutdown import clear, request_stop, sigterm_stops, stop_requested
 
 NAMES = ("workers.pull", "workers.consume", "workers.supervise")
 
@@ -106,7 +106,7 @@ def connected_to(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
         asked.append(app)
         return NoRedis(settings)
 
-    monkeypatch.setattr(workers.tasks, "connections_for", connections_for)
+    monkeypatch.setattr(workers.pulling.tasks, "connections_for", connections_for)
     return asked
 
 

@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from workers.keys import Space
-from workers.ledger import Slice
-from workers.tickets import HEADER, Ticket, read
+from workers.pulling.tickets import HEADER, Ticket, read
+from workers.state.keys import Space
+from workers.state.ledger import Slice
 
 TICKET = Ticket(
     "alarms",

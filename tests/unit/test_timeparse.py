@@ -1,4 +1,4 @@
-"""Unit tests of ``workers.timeparse``: the points in time operators may write."""
+"""Unit tests of ``workers.config.timeparse``: the points in time operators may write."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 import arrow
 import pytest
 
-from workers.timeparse import parse_time, to_millis
+from workers.config.timeparse import parse_time, to_millis
 
 NOW = arrow.get("2026-11-24T10:00:00+00:00")
 

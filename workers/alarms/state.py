@@ -24,120 +24,12 @@ from typing import Any
 
 import redis
 
-from workers.keys import alarm_key
-from workers.redis_errors import translated
+from workers.alarms.lua import APPLY, CLAIM, CLOSE_QUIET, FORGET, MARK_CLOSE, RELEASE
+from workers.state.keys import alarm_key
+from workers.state.redis_errors import translated
 
 OUTCOMES = ("duplicate", "replayed", "stale", "ignored", "opened", "updated", "recovered", "closed")
 _INT_FIELDS = ("count", "severity", "first_time", "last_time", "last_change", "version")
-
-# KEYS: alert (hash), record marker, event marker. ARGV: ttl, time, severity, status, new alert
-# id, meta json (never decoded here: Lua's JSON would round big integers). Returns {outcome,
-# change json}. The record marker keeps the change the record made, so a build retried after
-# a failure emits it again ("replayed") instead of losing it; publish skips what it sent.
-_APPLY = """
-local ttl = tonumber(ARGV[1])
-local prior = redis.call('GET', KEYS[2])
-if prior then
-  if prior ~= '' then return {'replayed', prior} end
-  return {'duplicate'}
-end
-redis.call('SET', KEYS[2], '', 'EX', ttl)
-if not redis.call('SET', KEYS[3], '1', 'NX', 'EX', ttl) then return {'duplicate'} end
-local t, sev, ev = tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
-local a = redis.call('HMGET', KEYS[1], 'status', 'severity', 'last_time', 'last_change',
-                     'version', 'closed_by', 'close_published')
-local status, version = a[1], tonumber(a[5] or '0')
-local change
-local unpublished = false
-if not status or status == 'CLOSED' then
-  if status and t <= tonumber(a[4]) then return {'stale'} end
-  if ev ~= 'ABNORMAL' then return {'ignored'} end
-  if a[6] == 'quiet' and a[7] ~= '1' then  -- a sweep closed it but its send failed: keep it
-    unpublished = cjson.encode({'closed', redis.call('HGETALL', KEYS[1])})
-  end
-  redis.call('DEL', KEYS[1])
-  redis.call('HSET', KEYS[1], 'id', ARGV[5], 'status', 'ABNORMAL', 'count', '1',
-             'severity', ARGV[3], 'first_time', ARGV[2], 'last_time', ARGV[2],
-             'last_change', ARGV[2], 'meta', ARGV[6])
-  change = 'opened'
-else
-  if t < tonumber(a[4]) then return {'stale'} end
-  if ev == 'RECOVERED' and status == 'RECOVERED' then return {'ignored'} end
-  if ev ~= 'CLOSED' and t > tonumber(a[3]) then
-    redis.call('HSET', KEYS[1], 'last_time', ARGV[2])
-  end
-  if ev == 'ABNORMAL' then
-    redis.call('HINCRBY', KEYS[1], 'count', 1)
-    if sev < tonumber(a[2]) then redis.call('HSET', KEYS[1], 'severity', ARGV[3]) end
-    if status == 'RECOVERED' then
-      redis.call('HSET', KEYS[1], 'status', 'ABNORMAL', 'last_change', ARGV[2])
-    end
-    change = 'updated'
-  elseif ev == 'RECOVERED' then
-    redis.call('HSET', KEYS[1], 'status', 'RECOVERED', 'last_change', ARGV[2])
-    change = 'recovered'
-  else
-    redis.call('HSET', KEYS[1], 'status', 'CLOSED', 'last_change', ARGV[2], 'closed_by', 'event')
-    change = 'closed'
-  end
-end
-redis.call('HSET', KEYS[1], 'version', tostring(version + 1))
-local out = cjson.encode({change, redis.call('HGETALL', KEYS[1])})
-redis.call('SET', KEYS[2], out, 'EX', ttl)
-if unpublished then return {change, out, unpublished} end
-return {change, out}
-"""
-
-# KEYS: alert, index. ARGV: fingerprint, cutoff ms. Closes a quiet alert as of its last event
-# (so a later event opens a new alert and an older one is stale). An alert closed by an earlier
-# sweep stays in the index, and is returned again, until that sweep published its close.
-_CLOSE_QUIET = """
-local a = redis.call('HMGET', KEYS[1], 'status', 'last_time', 'version', 'closed_by',
-                     'close_published')
-if a[1] == 'CLOSED' and a[4] == 'quiet' and a[5] ~= '1' then
-  return cjson.encode({'closed', redis.call('HGETALL', KEYS[1])})
-end
-if not a[1] or a[1] == 'CLOSED' then redis.call('ZREM', KEYS[2], ARGV[1]) return false end
-if tonumber(a[2]) >= tonumber(ARGV[2]) then return false end
-redis.call('HSET', KEYS[1], 'status', 'CLOSED', 'last_change', a[2], 'closed_by', 'quiet',
-           'version', tostring(tonumber(a[3]) + 1))
-return cjson.encode({'closed', redis.call('HGETALL', KEYS[1])})
-"""
-
-# KEYS: alert. ARGV: alert id, version. Notes that this quiet close was published (if the hash
-# still holds that alert at that version).
-_MARK_CLOSE = """
-local a = redis.call('HMGET', KEYS[1], 'id', 'version')
-if a[1] == ARGV[1] and a[2] == ARGV[2] then redis.call('HSET', KEYS[1], 'close_published', '1') end
-return 0
-"""
-
-# KEYS: a change's publication marker. ARGV: ttl. Claims the change for sending: 'new' (claimed
-# now), 'published' (sent and confirmed before: skip it) or 'claimed' (an earlier run claimed it
-# and its outcome is unknown: it may be on the topic already, send it again and count it).
-_CLAIM = """
-local v = redis.call('GET', KEYS[1])
-if v == '1' then return 'published' end
-if v then return 'claimed' end
-redis.call('SET', KEYS[1], 's', 'EX', tonumber(ARGV[1]))
-return 'new'
-"""
-
-# KEYS: a change's publication marker. Gives back a claim for a change known not to be sent.
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == 's' then redis.call('DEL', KEYS[1]) end
-return 0
-"""
-
-# KEYS: index. ARGV: cutoff ms, fingerprints. Drops published quiet closes from the index
-# (unless a newer event moved a fingerprint past the cutoff meanwhile).
-_FORGET = """
-for i = 2, #ARGV do
-  local score = redis.call('ZSCORE', KEYS[1], ARGV[i])
-  if score and tonumber(score) < tonumber(ARGV[1]) then redis.call('ZREM', KEYS[1], ARGV[i]) end
-end
-return 0
-"""
 
 _FIELDS = ("alert_name", "fingerprint", "dimensions", "target", "description", "metric", "cluster",
            "strategy_id", "bk_biz_id")  # fmt: skip
@@ -167,12 +59,12 @@ class AlertStore:
         self.client = client
         self.prefix = prefix
         self.dedupe_ttl = dedupe_ttl
-        self._apply = client.register_script(_APPLY)
-        self._close_quiet = client.register_script(_CLOSE_QUIET)
-        self._forget = client.register_script(_FORGET)
-        self._mark_close = client.register_script(_MARK_CLOSE)
-        self._claim = client.register_script(_CLAIM)
-        self._release = client.register_script(_RELEASE)
+        self._apply = client.register_script(APPLY)
+        self._close_quiet = client.register_script(CLOSE_QUIET)
+        self._forget = client.register_script(FORGET)
+        self._mark_close = client.register_script(MARK_CLOSE)
+        self._claim = client.register_script(CLAIM)
+        self._release = client.register_script(RELEASE)
 
     def apply(self, events: Sequence[dict[str, Any]]) -> list[Applied]:
         """Apply normalised events (with ``record_id``) in order, in one round trip."""

@@ -18,12 +18,12 @@ from celery import Task, shared_task
 from kafka.errors import KafkaError
 
 from workers.alarms.events import InvalidEvent, parse_event
-from workers.alarms.stage import dead_letter
 from workers.alarms.state import AlertStore
 from workers.connections import connections_for
 from workers.exceptions import RecoverableError
-from workers.stage import stage
-from workers.tasks import RETRY as TASK_RETRY
+from workers.pulling.tasks import RETRY as TASK_RETRY
+from workers.stages.base import stage
+from workers.stages.letters import dead_letter
 
 logger = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from workers.cli.params import INT32_MAX, Number, ResetTarget
 from workers.config.masking import clip
 from workers.ops.fmt import age, table
 from workers.ops.status import PipelineStatus, statuses
-from workers.positions import ResetRow, edges, reset_offsets
+from workers.pulling.positions import ResetRow, edges, reset_offsets
 
 offsets = command_group("offsets", "Stored read positions per partition: show and reset.")
 

@@ -113,7 +113,7 @@ class ResetTarget(_Type):
     name = "target"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        from workers.timeparse import parse_time
+        from workers.config.timeparse import parse_time
 
         text = str(value).strip(" ")
         if text in ("earliest", "latest"):

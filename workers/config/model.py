@@ -115,7 +115,7 @@ class StartPolicy:
     @classmethod
     def parse(cls, text: str) -> StartPolicy:
         """Raises ``ValueError`` if the text is not a start policy."""
-        from workers.timeparse import parse_time
+        from workers.config.timeparse import parse_time
 
         if text in ("earliest", "latest"):
             return cls(kind=text)  # type: ignore[arg-type]

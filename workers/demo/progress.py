@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from workers import stats
 from workers.alarms.state import OUTCOMES, AlertStore
 from workers.ops.context import Ops
+from workers.state import stats
 
 
 @dataclass(frozen=True, slots=True)

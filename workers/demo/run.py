@@ -20,8 +20,8 @@ from kafka.errors import KafkaError
 
 from workers.demo import CONSUME_QUEUE, QUEUE, TOPIC, events
 from workers.demo.progress import Screen, Snapshot, line, snapshot
+from workers.demo.services import CeleryCommand, RedisServer, ServiceUnavailable, TansuBroker
 from workers.demo.summary import summarize
-from workers.embedded import CeleryCommand, RedisServer, ServiceUnavailable, TansuBroker
 from workers.ops.context import Ops
 from workers.ops.topics import create_topics
 

@@ -11,9 +11,9 @@ from typing import Any
 from workers.alarms.state import AlertStore
 from workers.demo import OUTPUT, events
 from workers.demo.progress import Snapshot
-from workers.keys import alarm_key
 from workers.ops.context import Ops
 from workers.ops.dlq import read_letters, read_records
+from workers.state.keys import alarm_key
 
 
 @dataclass

@@ -14,12 +14,12 @@ from redis.retry import Retry
 from workers.config import PipelineConfig, Settings, reload_settings
 from workers.config.masking import clip
 from workers.connections import Connections, Factories
-from workers.engine import space_for
 from workers.exceptions import WorkersError
-from workers.keys import Space
-from workers.leases import Owner, RedisLeases
-from workers.ledger import RedisLedger
-from workers.offsets import RedisOffsetStore
+from workers.pulling.engine import space_for
+from workers.state.keys import Space
+from workers.state.leases import Owner, RedisLeases
+from workers.state.ledger_redis import RedisLedger
+from workers.state.offsets import RedisOffsetStore
 
 
 class OpsError(WorkersError):

@@ -16,10 +16,10 @@ from typing import Any
 from kafka.errors import KafkaError
 
 from workers.config import PipelineConfig
-from workers.keys import Space
-from workers.offsets import Checkpoint
 from workers.ops.context import Ops, OpsError
-from workers.positions import edges, seek
+from workers.pulling.positions import edges, seek
+from workers.state.keys import Space
+from workers.state.offsets import Checkpoint
 
 
 @dataclass(frozen=True, slots=True)

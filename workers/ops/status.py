@@ -8,12 +8,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from workers import stats
 from workers.config import PipelineConfig
-from workers.leases import Holder
-from workers.ledger import PartitionState
 from workers.ops.context import Ops
-from workers.positions import edges, seek
+from workers.pulling.positions import edges, seek
+from workers.state import stats
+from workers.state.leases import Holder
+from workers.state.ledger import PartitionState
 
 
 @dataclass(frozen=True, slots=True)

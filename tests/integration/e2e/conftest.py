@@ -31,4 +31,4 @@ def celery_cluster(
     yield make
     for cluster in made:
         cluster.stop()
-        print(cluster.logs())  # shown by pytest when the test failed
+        print(cluster.logs_text())  # shown by pytest when the test failed

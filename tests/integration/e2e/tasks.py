@@ -9,7 +9,7 @@ from typing import Any
 
 import redis
 
-from workers.stage import stage
+from workers.stages.base import stage
 
 _client: redis.Redis | None = None
 
@@ -47,7 +47,7 @@ def record(self: Any, batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
 @stage(name="e2e.maintenance", bind=True)
 def maintenance(self: Any, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """A user's stage between parse and build: dead-letters events of hosts in maintenance."""
-    from workers.alarms.stage import dead_letter
+    from workers.stages.letters import dead_letter
 
     dropped = [e for e in events if e.get("target") == "maintenance"]
     if dropped:

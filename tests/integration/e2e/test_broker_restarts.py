@@ -11,12 +11,11 @@ from pathlib import Path
 import pytest
 from kafka import KafkaProducer
 
-from tests.chaos.services import AofRedis
 from tests.integration.e2e.conftest import ClusterFactory
 from tests.integration.e2e.harness import wait_for
 from tests.integration.e2e.test_delivery import pipeline, seen, stored
 from tests.integration.services import unavailable
-from workers.embedded import ServiceUnavailable
+from workers.testing import RedisServer, ServiceUnavailable
 
 pytestmark = pytest.mark.slow
 
@@ -26,7 +25,7 @@ def test_workers_and_beat_survive_broker_restarts_and_lose_nothing(
     tmp_path: Path,
 ) -> None:  # fmt: skip
     try:
-        broker = AofRedis(tmp_path / "broker").start()
+        broker = RedisServer(data_dir=tmp_path / "broker").start()
     except ServiceUnavailable as exc:
         unavailable(str(exc))
     topic = new_topic(3)
@@ -65,7 +64,7 @@ def test_workers_and_beat_survive_broker_restarts_and_lose_nothing(
             broker.kill() if n % 2 else broker.terminate()
             time.sleep(1.0)
             broker.start()
-            assert worker.running and beat.running, f"restart {n + 1}\n{cluster.logs()}"
+            assert worker.running and beat.running, f"restart {n + 1}\n{cluster.logs_text()}"
         stop.set()
         feeder.join(60)
         wait_for(lambda: set(seen(redis_client, key_prefix)) >= set(sent), 240, "every record",

@@ -12,8 +12,8 @@ import redis
 
 from tests.integration.e2e.conftest import ClusterFactory
 from tests.integration.e2e.harness import Cluster, produce, wait_for
-from workers.keys import Space
-from workers.offsets import RedisOffsetStore
+from workers.state.keys import Space
+from workers.state.offsets import RedisOffsetStore
 
 pytestmark = pytest.mark.slow
 

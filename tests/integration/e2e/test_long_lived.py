@@ -14,8 +14,8 @@ from kafka import KafkaProducer
 from tests.integration.e2e.conftest import ClusterFactory
 from tests.integration.e2e.harness import wait_for
 from tests.integration.e2e.test_delivery import handed_off, pipeline, seen, stored, uids
-from workers.keys import Space
-from workers.leases import Holder, Owner, RedisLeases
+from workers.state.keys import Space
+from workers.state.leases import Holder, Owner, RedisLeases
 
 pytestmark = pytest.mark.slow
 

@@ -15,8 +15,8 @@ from tests.integration.e2e.conftest import ClusterFactory
 from tests.integration.e2e.harness import wait_for
 from tests.integration.e2e.test_bad_records import read_all
 from tests.integration.e2e.test_delivery import handed_off, pipeline, seen, stored
-from workers.keys import Space
-from workers.ledger import RedisLedger
+from workers.state.keys import Space
+from workers.state.ledger_redis import RedisLedger
 
 pytestmark = pytest.mark.slow
 

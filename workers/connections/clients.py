@@ -1,0 +1,74 @@
+"""How the clients of the cache are built and closed: the factories (the real libraries, or
+fakes in unit tests), the Redis client's options, and closing without raising.
+
+A failure to build a client is a ``RecoverableError`` (the service may come back), noted in
+the cache's outages so that a service that is down is not hammered.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka.errors import KafkaError
+
+from workers.config import Settings
+from workers.connections.outages import Outages, shown
+from workers.exceptions import RecoverableError
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Factories:
+    """How clients are built; unit tests pass fakes, production uses the real libraries."""
+
+    producer: Callable[..., Any] = KafkaProducer
+    consumer: Callable[..., Any] = KafkaConsumer
+    admin: Callable[..., Any] = KafkaAdminClient
+    redis: Callable[..., Any] = redis.Redis.from_url
+
+
+def redis_options(settings: Settings, url: str) -> dict[str, Any]:
+    """Keyword arguments of the Redis client for ``url``: the configured socket timeout for
+    connecting and for every command, and a health check of idle connections."""
+    timeout = settings.redis.socket_timeout
+    return {
+        "url": url,
+        "socket_timeout": timeout,
+        "socket_connect_timeout": timeout,
+        "health_check_interval": 30,
+        "decode_responses": False,
+    }
+
+
+def build(
+    factories: Factories,
+    outages: Outages,
+    kind: str,
+    name: str,
+    options: Callable[[], dict[str, Any]],
+) -> Any:
+    """A new ``kind`` client for cluster/URL ``name``; a failure is noted in ``outages`` and
+    raised as ``RecoverableError``."""
+    factory = getattr(factories, kind)
+    try:
+        return factory(**options())
+    except (KafkaError, OSError, redis.RedisError) as exc:
+        outages.failed(kind, name, exc)
+        raise RecoverableError(f"cannot create {kind} for {shown(name)}: {exc!r}") from exc
+
+
+def close_quietly(kind: str, client: Any) -> None:
+    """Close a client; a broken one must not make closing raise."""
+    try:
+        if kind == "producer":
+            client.close(timeout=5)
+        else:
+            client.close()
+    except Exception:  # noqa: BLE001 - closing a broken client must not raise
+        logger.debug("closing %s failed", kind, exc_info=True)

@@ -1,0 +1,3 @@
+"""The Kafka side: the consumer protocol pulls read with (``consumer``), records decoded into
+the messages stages receive (``codecs``), the dead-letter topic (``deadletter``), and the
+origin's ``KafkaQueue`` (``queue``, ``queue_io``)."""

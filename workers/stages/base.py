@@ -1,0 +1,193 @@
+"""The stage contract: every task in a pipeline's chain runs on ``Stage``.
+
+A stage takes a list of JSON items and returns a list. Around the task's body the base class
+adds: retries of ``RecoverableError`` (declared, bounded, with backoff); isolation of any other
+failure (retried ``failure_retries`` times, then the batch is bisected down to the items that
+fail alone, which are dead-lettered with the stage and the exception while the rest go on);
+and the ledger's bookkeeping: the first stage counts a start, the last one finishes the batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from celery import Task, shared_task
+from celery.exceptions import Ignore, Reject, Retry, SoftTimeLimitExceeded
+from celery.utils.time import get_exponential_backoff_interval
+
+from workers.config.masking import mask_text, secrets_in
+from workers.connections import connections_for
+from workers.exceptions import RecoverableError
+from workers.kafka.deadletter import short_reason
+from workers.pulling.tickets import HEADER, Position, read
+from workers.stages.letters import dead_letter
+from workers.state.ledger_redis import RedisLedger
+
+logger = logging.getLogger(__name__)
+
+# Control flow of Celery and time limits go through untouched: they are not item failures.
+_THROUGH = (Retry, Ignore, Reject, SoftTimeLimitExceeded)
+
+
+def failure_reason(stage: str, exc: BaseException, secrets: Iterable[str] = ()) -> str:
+    """Why a stage dead-lettered an item: the stage, the exception type and its message, with
+    URL passwords and ``secrets`` masked (a library's error may quote a password)."""
+    try:
+        text = str(exc)
+    except Exception:  # noqa: BLE001 - an exception whose __str__ fails still has a type
+        text = "<unprintable>"
+    return short_reason(mask_text(f"stage {stage} failed: {type(exc).__name__}: {text}", secrets))
+
+
+class Stage(Task):  # type: ignore[misc]
+    """Base class of pipeline stages (``@stage(name=...)`` or ``base=Stage``).
+
+    Time limits bound one run of the body; the ledger derives from them when a batch that
+    has not finished is handed off again (see the pipeline's ``redrive_seconds``).
+    """
+
+    autoretry_for = (RecoverableError,)
+    retry_backoff = 2
+    retry_backoff_max = 60
+    retry_jitter = True
+    max_retries = 8
+    acks_late = True
+    reject_on_worker_lost = True
+    soft_time_limit = 100
+    time_limit = 120
+    #: Unexpected exceptions of a whole batch are retried this often before bisecting it.
+    failure_retries = 2
+
+    def __call__(self, items: Any, *args: Any, **kwargs: Any) -> Any:
+        where = read(getattr(self.request, HEADER, None))
+        if where is not None and where.first and not self.request.retries:
+            if not self._begin(where):
+                raise Ignore()  # and the rest of the chain with it: it must not finish
+        result = self._isolated(items, args, kwargs)
+        if where is not None and where.last:
+            self._finish(where)
+        return result
+
+    # -- the ledger ------------------------------------------------------------------------
+
+    def _ledger(self) -> RedisLedger:
+        connections = connections_for(self.app)
+        return RedisLedger(connections.redis(), connections.settings.redis.offset_ttl_seconds)
+
+    def _begin(self, where: Position) -> bool:
+        """Count a start; False when the batch should not run: it finished or was reset
+        already (a message delivered again), or it started too often (its owner splits it
+        and dead-letters what fails alone; the later stages must not finish it)."""
+        ticket = where.ticket
+        try:
+            starts = self._ledger().begin(
+                ticket.space, ticket.slices, ticket.budget_ms, ticket.max_starts
+            )
+        except RecoverableError as exc:
+            raise self._retry_later(exc) from exc
+        live = [n for n in starts if n is not None]
+        if not live:
+            logger.info("%s: batch %s was finished or reset already; skipped", self.name, ticket)
+            return False
+        if max(live) > ticket.max_starts:
+            logger.error(
+                "%s: batch %s started %d times without finishing (its worker died each "
+                "time); not run again: its owner splits it and dead-letters what fails alone",
+                self.name, ticket, max(live),
+            )  # fmt: skip
+            return False
+        return True
+
+    def _finish(self, where: Position) -> None:
+        try:
+            self._ledger().finish(where.ticket.space, where.ticket.slices)
+        except RecoverableError as exc:  # run again: stages are idempotent
+            raise self._retry_later(exc) from exc
+
+    def _secrets(self) -> set[str]:
+        return secrets_in(self.app.conf, os.environ)
+
+    def _retry_later(self, exc: BaseException) -> BaseException:
+        countdown = get_exponential_backoff_interval(
+            factor=self.retry_backoff,
+            retries=self.request.retries,
+            maximum=self.retry_backoff_max,
+            full_jitter=self.retry_jitter,
+        )
+        result: BaseException = self.retry(exc=exc, countdown=countdown)
+        return result
+
+    # -- isolation -------------------------------------------------------------------------
+
+    def _isolated(self, items: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        try:
+            return self.run(items, *args, **kwargs)
+        except _THROUGH:
+            raise
+        except RecoverableError as exc:
+            raise self._retry_later(exc) from exc
+        except Exception as exc:
+            if self.request.called_directly or not isinstance(items, list) or not items:
+                raise
+            if self.request.retries < self.failure_retries:
+                logger.warning(
+                    "%s: a batch of %d items failed (%s); retrying it before isolating",
+                    self.name, len(items), failure_reason(self.name, exc, self._secrets()),
+                )  # fmt: skip
+                raise self._retry_later(exc) from exc
+            return self._bisect(items, args, kwargs)
+
+    def _bisect(self, items: list[Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """Run the body on halves of the batch, down to single items; dead-letter the items
+        that fail alone and return the outputs of the rest, in order."""
+        kept: list[Any] = []
+        refused: list[tuple[dict[str, Any], str]] = []
+
+        def attempt(part: list[Any]) -> None:
+            try:
+                out = self.run(part, *args, **kwargs)
+                if not isinstance(out, list):
+                    raise TypeError(f"a stage returns a list, not {type(out).__name__}")
+                kept.extend(out)
+            except _THROUGH:
+                raise
+            except RecoverableError as exc:
+                raise self._retry_later(exc) from exc
+            except Exception as exc:
+                if len(part) == 1:
+                    refused.append((part[0], failure_reason(self.name, exc, self._secrets())))
+                    return
+                attempt(part[: len(part) // 2])
+                attempt(part[len(part) // 2 :])
+
+        if len(items) == 1:
+            attempt(items)
+        else:
+            attempt(items[: len(items) // 2])
+            attempt(items[len(items) // 2 :])
+        if refused:
+            where = read(getattr(self.request, HEADER, None))
+            try:
+                dead_letter(
+                    self.app,
+                    refused,
+                    stage=self.name,
+                    ticket=None if where is None else where.ticket,
+                )
+            except RecoverableError as exc:
+                raise self._retry_later(exc) from exc
+            logger.error(
+                "%s: %d of %d items failed alone and were dead-lettered (first: %s); the other "
+                "%d went on",
+                self.name, len(refused), len(items), refused[0][1], len(items) - len(refused),
+            )  # fmt: skip
+        return kept
+
+
+def stage(*, name: str, **options: Any) -> Callable[[Callable[..., Any]], Any]:
+    """Declare a pipeline stage: a shared Celery task on ``Stage`` under a stable ``name``.
+    Options are Celery task options (``bind``, ``time_limit``, ``queue``, ...)."""
+    return shared_task(name=name, base=Stage, **options)  # type: ignore[no-any-return]

@@ -1,0 +1,4 @@
+"""Everything kept in Redis, under one hash tag per (cluster, group, topic): key names
+(``keys``), committed offsets (``offsets``), partition leases (``leases``), the batches in
+flight (``ledger``), consumer slots (``slots``) and pull counters (``stats``); their
+in-process twins (``local``); and where redis-py errors enter (``redis_errors``)."""
