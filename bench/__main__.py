@@ -15,9 +15,10 @@ from typing import Any
 
 from bench import e2e, latency, memory, throughput
 from bench.events import stream
-from bench.kafka_io import create_topics, delete_topics, fill
+from bench.kafka_io import delete_topics, fill
 from bench.report import LABELS, Figure, machine, table, targets, write
 from bench.services import Services, services
+from workers.testing import create_topics
 
 SCENARIOS = ("raw", "pull", "e2e", "latency", "memory")
 DEFAULT_JSON = Path(__file__).resolve().parent / "results.json"

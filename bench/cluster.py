@@ -16,7 +16,7 @@ from typing import Any
 import redis
 
 from workers.alarms.state import OUTCOMES
-from workers.testing import CeleryCommand
+from workers.testing import CeleryCommand, wait_until
 from workers.testing.cluster import Cluster
 
 __all__ = ["Cluster", "CpuMeter", "Progress", "pool_pids", "rss_kib", "wait"]
@@ -108,10 +108,4 @@ class Progress:
 def wait(
     condition: Callable[[], bool], timeout: float, what: str, cluster: Cluster | None = None
 ) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if cluster is not None:
-            cluster.check()
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.05)
+    wait_until(condition, timeout, what, check=None if cluster is None else cluster.check)

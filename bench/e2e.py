@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from bench.cluster import Cluster, CpuMeter, Progress, pool_pids
-from bench.kafka_io import create_topics, delete_topics
+from bench.kafka_io import delete_topics
 from bench.services import Services, names, pipeline
-from workers.testing import CeleryCommand
+from workers.testing import CeleryCommand, create_topics
 
 # Beat pulls often enough never to starve the workers; backpressure keeps the Celery queue
 # (and so Redis) small however large the backlog is.

@@ -2,38 +2,13 @@
 
 from __future__ import annotations
 
-import time
 import zlib
 from collections.abc import Iterable
 from typing import Any
 
 from kafka import KafkaAdminClient, KafkaProducer
-from kafka.admin import NewTopic
-from kafka.errors import TopicAlreadyExistsError
 
 from bench.events import HOSTS
-
-
-def create_topics(bootstrap: str, topics: dict[str, int]) -> None:
-    """Create ``{name: partitions}`` and wait until the metadata shows every partition."""
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30_000)
-    try:
-        for name, partitions in topics.items():
-            try:
-                admin.create_topics([NewTopic(name, partitions, 1)])
-            except TopicAlreadyExistsError:
-                pass
-        deadline = time.monotonic() + 30
-        for name, partitions in topics.items():
-            while True:
-                described = admin.describe_topics([name])
-                if described and len(described[0].get("partitions") or []) == partitions:
-                    break
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"topic {name} did not get {partitions} partitions")
-                time.sleep(0.05)
-    finally:
-        admin.close()
 
 
 def delete_topics(bootstrap: str, topics: list[str]) -> None:

@@ -20,8 +20,9 @@ from kafka import KafkaConsumer, TopicPartition
 
 from bench.cluster import Cluster, Progress, wait
 from bench.events import Events
-from bench.kafka_io import Tracker, create_topics, delete_topics, partition_of, producer
+from bench.kafka_io import Tracker, delete_topics, partition_of, producer
 from bench.services import Services, names, pipeline
+from workers.testing import create_topics
 
 PARTITIONS = 6
 WORKER_PROCESSES = 3  # long-lived: one consumer slot and two processes for the chain

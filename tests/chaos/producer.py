@@ -6,37 +6,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Mapping
 
-from kafka import KafkaAdminClient, KafkaProducer
-from kafka.admin import NewTopic
-from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka import KafkaProducer
+from kafka.errors import KafkaError
 
 from tests.chaos.workload import Workload
 
 logger = logging.getLogger(__name__)
-
-
-def create_topics(bootstrap: str, topics: Mapping[str, int], timeout: float = 60.0) -> None:
-    """Create topics (name → partitions) and wait until their metadata shows every partition."""
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30_000)
-    try:
-        for name, partitions in topics.items():
-            try:
-                admin.create_topics([NewTopic(name, partitions, 1)])
-            except TopicAlreadyExistsError:
-                pass
-        deadline = time.monotonic() + timeout
-        while True:
-            described = {t["name"]: t for t in admin.describe_topics(list(topics))}
-            if all(len(described.get(n, {}).get("partitions") or []) == p
-                   for n, p in topics.items()):  # fmt: skip
-                return
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"topics {sorted(topics)} not ready after {timeout} s")
-            time.sleep(0.2)
-    finally:
-        admin.close()
 
 
 class Producer(threading.Thread):

@@ -20,7 +20,7 @@ from tests.chaos.expect import expect
 from tests.chaos.explain import attribute, explain, explain_vanished
 from tests.chaos.faults import Injector, schedule
 from tests.chaos.fleet import Fleet
-from tests.chaos.producer import Producer, create_topics
+from tests.chaos.producer import Producer
 from tests.chaos.report import Facts, Report, compute, duplicate_bound
 from tests.chaos.settings import ChaosConfig
 from tests.chaos.trace import BrokerTrace, vanished
@@ -28,7 +28,7 @@ from tests.chaos.truth import Record, alerts, applied, observed, read_topic, set
 from tests.chaos.workload import Workload
 from tests.integration.e2e.harness import Cluster, make_env
 from workers.state.keys import Space
-from workers.testing import RedisServer
+from workers.testing import RedisServer, create_topics
 
 logger = logging.getLogger(__name__)
 
@@ -59,8 +59,8 @@ def _run(config: ChaosConfig, workdir: Path, stack: ExitStack) -> Report:
     wait_until_up(broker.bootstrap)
     run_id = uuid.uuid4().hex[:8]
     topic, output, prefix = f"chaos-{run_id}", f"chaos-{run_id}-alerts", f"chaos-{run_id}"
-    create_topics(broker.bootstrap, {topic: config.partitions, f"{topic}.dlq": 1,
-                                     output: config.output_partitions})  # fmt: skip
+    topics = {topic: config.partitions, f"{topic}.dlq": 1, output: config.output_partitions}
+    create_topics(broker.bootstrap, topics, timeout=60)
     env, queue = make_env(
         kafka=broker.bootstrap, redis_url=redis_server.url, prefix=prefix,
         pipelines={"alarms": config.pipeline(topic)}, WORKERS_ALARM_OUTPUT_TOPIC=output,

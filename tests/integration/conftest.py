@@ -7,7 +7,6 @@ Every test gets a fresh topic (``test-<uuid>``) and a fresh Redis key prefix. Th
 from __future__ import annotations
 
 import os
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -15,12 +14,10 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import redis
 from kafka import KafkaAdminClient
-from kafka.admin import NewTopic
-from kafka.errors import TopicAlreadyExistsError
 
 from tests.integration.services import unavailable
 from workers.config import Settings, load_settings
-from workers.testing import RedisServer, ServiceUnavailable, TansuBroker
+from workers.testing import RedisServer, ServiceUnavailable, TansuBroker, create_topics
 
 if TYPE_CHECKING:
     from tests.integration.alarm_stages_support import Stages
@@ -84,17 +81,7 @@ TopicFactory = Callable[..., str]
 
 def create_topic(admin: KafkaAdminClient, name: str, partitions: int) -> None:
     """Create a topic and wait until its metadata shows every partition."""
-    try:
-        admin.create_topics([NewTopic(name, partitions, 1)])
-    except TopicAlreadyExistsError:
-        pass
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        described = admin.describe_topics([name])
-        if described and len(described[0].get("partitions") or []) == partitions:
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"topic {name} did not get {partitions} partitions")
+    create_topics(admin, {name: partitions}, timeout=20)
 
 
 @pytest.fixture

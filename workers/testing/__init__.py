@@ -18,6 +18,8 @@ from workers.state.local import MemoryLeases, MemoryOffsetStore, MemoryState
 from workers.state.local_ledger import MemoryLedger
 from workers.testing.memory_log import MemoryConsumer, MemoryLog, MemoryRecord
 from workers.testing.memory_producer import MemoryProducer
+from workers.testing.topics import create_topics
+from workers.testing.waiting import wait_until
 
 __all__ = [
     "CeleryCommand",
@@ -32,7 +34,9 @@ __all__ = [
     "RedisServer",
     "ServiceUnavailable",
     "TansuBroker",
+    "create_topics",
     "free_port",
     "tansu_binary",
     "wait_for_port",
+    "wait_until",
 ]

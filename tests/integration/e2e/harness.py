@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 import uuid
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -13,6 +12,7 @@ from typing import Any
 
 from kafka import KafkaProducer
 
+from workers.testing import wait_until
 from workers.testing.cluster import Cluster
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -59,12 +59,11 @@ def produce(bootstrap: str, topic: str, values: Iterable[bytes], partitions: int
 def wait_for(
     condition: Callable[[], bool], timeout: float, what: str, cluster: Cluster | None = None
 ) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        if cluster is not None:
-            cluster.check()
-        time.sleep(0.1)
-    logs = cluster.logs_text() if cluster is not None else ""
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}\n{logs}")
+    """``wait_until`` with the cluster's processes checked between tries and their logs in the
+    failure."""
+    wait_until(
+        condition, timeout, what,
+        check=None if cluster is None else cluster.check,
+        explain=None if cluster is None else cluster.logs_text,
+        interval=0.1,
+    )  # fmt: skip
