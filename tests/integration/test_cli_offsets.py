@@ -140,6 +140,10 @@ def test_batches_in_flight_and_overdue_ones_are_shown(
     assert (data["partitions"][0]["stored"], data["partitions"][0]["lag"]) == (0, 6)
     assert "2/5 (1 overdue)" in row
     assert "in flight 2 batches (5 records)" in line and "OVERDUE 1" in line
+    assert "re-driven" not in line  # counters show once they are not zero
+    redis_client.hset(space(key_prefix, one).key("stats"), mapping={"redriven": 3, "split": 1})
+    counted = cli("lag", "alarms").stdout
+    assert "re-driven 3, split 1" in counted
 
 
 def test_offsets_reset_to_latest_an_offset_and_earliest(

@@ -125,7 +125,14 @@ def _lag_line(row: PipelineStatus, before: dict[str, tuple[float, int]]) -> str:
         f"held {row.held}/{len(row.partitions)}", f"last pull {last}",
     ]  # fmt: skip
     if flight.overdue:
-        parts.insert(
-            5, f"OVERDUE {flight.overdue:,} (re-driven {row.counters.get('redriven', 0):,})"
-        )
+        parts.insert(5, f"OVERDUE {flight.overdue:,}")
+    counted = [(row.counters.get(name, 0), label) for name, label in DELIVERY]
+    if any(n for n, _ in counted):
+        parts.append(", ".join(f"{label} {n:,}" for n, label in counted if n))
     return "  ".join(parts) + rate
+
+
+# Delivery counters shown when not zero: batches handed off again, split, records abandoned to
+# the dead-letter topic after crashing their worker, records dead-lettered in all.
+DELIVERY = (("redriven", "re-driven"), ("split", "split"), ("abandoned", "abandoned"),
+            ("dead_lettered", "dead-lettered"))  # fmt: skip
