@@ -4,6 +4,7 @@ exited without being asked to (an *unplanned exit*, reported with the tail of it
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
@@ -92,10 +93,8 @@ class Fleet:
                     for pid in children(w.proc.pid)]  # fmt: skip
             victims = rng.sample(pool, min(count, len(pool)))
             for _, pid in victims:
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
             return [f"{name}/{pid}" for name, pid in victims]
 
     def watch(self) -> list[Exit]:

@@ -6,6 +6,7 @@ Every test gets a fresh topic (``test-<uuid>``) and a fresh Redis key prefix. Th
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Callable, Iterator
@@ -97,10 +98,8 @@ def new_topic(admin: KafkaAdminClient) -> Iterator[TopicFactory]:
 
     yield make
     if created:
-        try:
+        with contextlib.suppress(Exception):  # cleanup of a shared broker is best effort
             admin.delete_topics(created)
-        except Exception:  # noqa: BLE001 - cleanup of a shared broker is best effort
-            pass
 
 
 @pytest.fixture

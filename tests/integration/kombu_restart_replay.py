@@ -7,6 +7,7 @@ made workers exit, 0 that it did not, 2 that the state could not be set up.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 
@@ -34,19 +35,15 @@ def replay() -> int:
         Consumer(conn.channel(), queues=[broadcast], accept=["json"], callbacks=[]).consume()
         conn.drain_events(timeout=2)  # delivered; stays unacked (task_acks_late)
         for _ in range(10):  # leave a BRPOP in flight, as an idle consumer does
-            try:
+            with contextlib.suppress(TimeoutError):
                 conn.drain_events(timeout=0.3)
-            except TimeoutError:
-                pass
             if conn.default_channel._in_poll:
                 break
         if not received or not conn.default_channel._in_poll:
             return 2
         server.stop(sig=9)
-        try:
+        with contextlib.suppress(Exception):  # what the worker does: it ignores this too
             conn.collect(socket_timeout=5)
-        except Exception:  # noqa: BLE001 - what the worker does: it ignores this too
-            pass
         try:
             ignore_errors(conn, conn.close)
         except AttributeError as exc:

@@ -7,6 +7,7 @@ runs in a subprocess on a config module (``--config``).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import time
@@ -32,10 +33,8 @@ def names(admin: KafkaAdminClient) -> Iterator[list[str]]:
     """Topic names for the command to create; deleted afterwards."""
     made: list[str] = []
     yield made
-    try:
+    with contextlib.suppress(Exception):  # cleanup of a shared broker is best effort
         admin.delete_topics([t for t in made if t in set(admin.list_topics())])
-    except Exception:  # noqa: BLE001 - cleanup of a shared broker is best effort
-        pass
 
 
 # -- check and topics create ---------------------------------------------------------------------

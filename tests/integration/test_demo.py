@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -103,10 +104,8 @@ def demos(tmp_path: Path) -> Iterator[list[Demo]]:
             demo.proc.kill()
             demo.proc.wait(30)
         for pid in demo.pids():  # only processes this demo started
-            try:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
         logs = re.search(r"logs in (\S+)", demo.output)
         if logs and Path(logs.group(1)).name.startswith("workers-demo-"):
             shutil.rmtree(logs.group(1), ignore_errors=True)

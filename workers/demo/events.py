@@ -78,10 +78,8 @@ class EventStream:
             status = "ABNORMAL"
         else:
             self._active.remove(incident)
-            if not incident.recovers:  # goes quiet: one last abnormal event, then nothing
-                status = "ABNORMAL"
-            else:
-                status = "RECOVERED"
+            # Goes quiet (one last abnormal event, then nothing), or recovers.
+            status = "RECOVERED" if incident.recovers else "ABNORMAL"
         value, key = self._event(incident, status)
         self._recent = (self._recent + [(value, key)])[-50:]
         return value, key, EVENT

@@ -6,6 +6,7 @@ Each runs as a child process on a free loopback port and is stopped (and waited 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -51,7 +52,7 @@ class _Service:
     def __init__(self, port: int | None = None) -> None:
         self.port = port or free_port()
         self.proc: subprocess.Popen[bytes] | None = None
-        self._log = tempfile.TemporaryFile()
+        self._log = tempfile.TemporaryFile()  # noqa: SIM115 - open for the process's life
 
     def _spawn(
         self, argv: Sequence[str], env: Mapping[str, str] | None = None, wait: bool = True
@@ -87,10 +88,9 @@ class _Service:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout)
-        try:  # anything it started in its session (a pool's children) goes with it
+        # Anything it started in its session (a pool's children) goes with it.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
 
     @property
     def pid(self) -> int | None:
@@ -260,10 +260,8 @@ class CeleryCommand(_Service):
         self.stopped = True
         if self.proc is None:
             return
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         self.proc.wait(timeout=30)
 
     def terminate(self, timeout: float = 60.0) -> float:

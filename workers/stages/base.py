@@ -63,9 +63,9 @@ class Stage(Task):  # type: ignore[misc]
 
     def __call__(self, items: Any, *args: Any, **kwargs: Any) -> Any:
         where = read(getattr(self.request, HEADER, None))
-        if where is not None and where.first and not self.request.retries:
-            if not self._begin(where):
-                raise Ignore()  # and the rest of the chain with it: it must not finish
+        first = where is not None and where.first and not self.request.retries
+        if first and where is not None and not self._begin(where):
+            raise Ignore()  # and the rest of the chain with it: it must not finish
         result = self._isolated(items, args, kwargs)
         if where is not None and where.last:
             self._finish(where)
@@ -156,7 +156,7 @@ class Stage(Task):  # type: ignore[misc]
                 raise
             except RecoverableError as exc:
                 raise self._retry_later(exc) from exc
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - the isolation boundary: it is the point
                 if len(part) == 1:
                     refused.append((part[0], failure_reason(self.name, exc, self._secrets())))
                     return

@@ -3,6 +3,7 @@ every partition (a topic is not readable the moment ``create_topics`` returns)."
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Mapping
 
@@ -21,10 +22,8 @@ def create_topics(
     ) else admin  # fmt: skip
     try:
         for name, partitions in topics.items():
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):
                 client.create_topics([NewTopic(name, partitions, 1)])
-            except TopicAlreadyExistsError:
-                pass
         deadline = time.monotonic() + timeout
         for name, partitions in topics.items():
             while True:
