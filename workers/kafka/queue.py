@@ -126,23 +126,21 @@ class KafkaQueue:
         partition: int | None = None,
     ) -> int:
         """Send ``value`` (bytes, str encoded UTF-8, or a list of them) to ``topic`` (default:
-        this queue's) on the shared producer, in confirmed batches of 1000 with re-sends (see
-        ``queue_io.send_all``); ``key``/``partition`` apply to every record. Returns the number
-        sent. Raises ``TypeError`` for another type, ``ValueError`` without a topic and
-        ``RecoverableError`` when records still failed after the re-sends."""
+        this queue's) on the shared producer and wait until every record is confirmed;
+        ``key``/``partition`` apply to every record. The client retries by itself (see
+        ``queue_io.send_all``), so a put waits at most the producer's ``delivery_timeout_ms``
+        (kafka-python's default: 120 s). Returns the number sent. Raises ``TypeError`` for
+        another type, ``ValueError`` without a topic and ``RecoverableError`` when records
+        were refused or failed after the client's retries."""
         target = self._require_topic(topic)
         values = queue_io.encode_values(value)
         if not values:
             return 0
         key_bytes = key.encode("utf-8") if isinstance(key, str) else key
         return queue_io.send_all(
-            lambda: self._connections.producer(self.cluster),
-            target,
-            values,
-            key=key_bytes,
-            partition=partition,
-            timeout=self.timeout,
-        )
+            self._connections.producer(self.cluster), target, values,
+            key=key_bytes, partition=partition,
+        )  # fmt: skip
 
     def take(self, count: int = 1, timeout: float = 0.1) -> list[bytes]:
         """The values of ``take_raw(count, timeout)``."""

@@ -4,13 +4,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from kafka.errors import KafkaError, KafkaTimeoutError, OffsetOutOfRangeError
-from kafka.future import Future
 
 from workers.config import ClusterConfig, Settings
 from workers.exceptions import ConfigError, RecoverableError
@@ -23,8 +23,7 @@ from workers.state.offsets import Checkpoint, OffsetStore, Position, RedisOffset
 
 logger = logging.getLogger(__name__)
 
-BATCH = 1000  # records per send-and-confirm round, as in the origin
-RESEND_BACKOFF = (0.1, 0.3)  # seconds before the second and the third attempt
+MARGIN = 5.0  # seconds put() waits past the producer's delivery_timeout_ms
 TAIL = 5  # reset_offset(): the origin's "skip to near the tail"
 OWNER_TASK = "KafkaQueue"  # how a queue's leases show their holder to operators
 _KFK_KEYS = ("cluster", "domain", "port", "cluster_index")
@@ -104,86 +103,62 @@ def encode_values(value: object) -> list[bytes]:
 
 
 def send_all(
-    producer: Callable[[], Any],
+    client: Any,
     topic: str,
     values: Sequence[bytes],
     *,
     key: bytes | None = None,
     partition: int | None = None,
-    timeout: float = 6.0,
-    sleep: Callable[[float], None] = time.sleep,
 ) -> int:
-    """Send ``values`` in batches of ``BATCH`` on ``producer()`` (asked once per attempt: the
-    cache may replace it), each confirmed before the next: flushed (up to ``timeout`` seconds),
-    then every record checked. Failed records are sent again up to two more times after a short
-    backoff; records unconfirmed after the flush are not (they may yet arrive). Returns the
-    number sent. Raises ``RecoverableError`` saying how many of how many failed (batches after
-    a failed one are not attempted), or when kafka-python raises (e.g. no topic metadata).
+    """Send ``values`` on the producer ``client`` and wait until each is confirmed or failed.
+
+    Nothing is re-sent here: kafka-python retries every batch itself until its
+    ``delivery_timeout_ms``, and with the idempotent producer (its default) a retried batch
+    is written once. A re-send by hand would put a record into a new batch, outside that
+    window, and could write it twice. So the wait is the client's own bound: every future is
+    done by ``delivery_timeout_ms`` (plus ``MARGIN``). Returns the number confirmed. Raises
+    ``RecoverableError`` saying how many of how many were not confirmed and why: refused
+    before sending (e.g. a record over ``max_request_size``), failed after the client's
+    retries, or with no topic metadata within ``max_block_ms``.
     """
-    sent = 0
-    for begin in range(0, len(values), BATCH):
-        batch = values[begin : begin + BATCH]
+    futures: list[Any] = []
+    refused: list[BaseException] = []
+    for index, value in enumerate(values):
         try:
-            failed, error = _send_batch(producer, topic, batch, key, partition, timeout, sleep)
-        except KafkaError as exc:
+            futures.append(client.send(topic, value=value, key=key, partition=partition))
+        except KafkaTimeoutError as exc:  # no metadata: every other record would wait as long
+            _flush(client, 0.0)
+            done = sum(1 for f in futures if f.is_done and f.succeeded())
             raise RecoverableError(
-                f"put to {topic!r}: {len(values) - sent} of {len(values)} records not sent "
-                f"(failed in the batch starting at record {begin}): {exc!r}"
+                f"put to {topic!r}: {len(values) - done} of {len(values)} records not sent "
+                f"(no metadata for the topic when sending record {index}): {exc!r}"
             ) from exc
-        sent += len(batch) - failed
-        if failed:
-            raise RecoverableError(
-                f"put to {topic!r}: {len(values) - sent} of {len(values)} records failed "
-                f"({failed} unconfirmed after up to {1 + len(RESEND_BACKOFF)} attempts, "
-                f"{len(values) - begin - len(batch)} not attempted); first error: {error!r}"
-            )
-    return sent
+        except KafkaError as exc:  # refused before sending, e.g. a record too large
+            refused.append(exc)
+    _flush(client, delivery_timeout(client) + MARGIN)
+    failed = [f.exception for f in futures if f.is_done and f.failed()]
+    unconfirmed = sum(1 for f in futures if not f.is_done)
+    sent = len(futures) - len(failed) - unconfirmed
+    if sent == len(values):
+        return sent
+    errors = refused + failed
+    raise RecoverableError(
+        f"put to {topic!r}: {len(values) - sent} of {len(values)} records not sent "
+        f"({len(refused)} refused before sending, {len(failed)} failed after the client's "
+        f"retries, {unconfirmed} unconfirmed after its delivery timeout); first error: "
+        f"{(errors[0] if errors else None)!r}"
+    )
 
 
-def _send_batch(
-    producer: Callable[[], Any],
-    topic: str,
-    batch: Sequence[bytes],
-    key: bytes | None,
-    partition: int | None,
-    timeout: float,
-    sleep: Callable[[float], None],
-) -> tuple[int, BaseException | None]:
-    """Send one batch with re-sends; returns (records not confirmed, the first error)."""
-    pending = list(batch)
-    unconfirmed = 0
-    error: BaseException | None = None
-    for attempt in range(1 + len(RESEND_BACKOFF)):
-        if attempt:
-            logger.warning(
-                "put to %r: %d of %d records failed (%r); sending them again (attempt %d)",
-                topic, len(pending), len(batch), error, attempt + 1,
-            )  # fmt: skip
-            sleep(RESEND_BACKOFF[attempt - 1])
-        client = producer()
-        results: list[tuple[bytes, Any]] = []
-        for value in pending:
-            try:
-                future = client.send(topic, value=value, key=key, partition=partition)
-            except KafkaTimeoutError:
-                raise  # no metadata: every other record would wait as long
-            except KafkaError as exc:  # refused before sending, e.g. a record too large
-                future = Future().failure(exc)
-            results.append((value, future))
-        try:
-            client.flush(timeout=timeout)
-        except KafkaTimeoutError as exc:
-            error = error or exc
-        pending = []
-        for value, future in results:
-            if not future.is_done:
-                unconfirmed += 1
-            elif future.failed():
-                error = error or future.exception
-                pending.append(value)
-        if not pending:
-            break
-    return len(pending) + unconfirmed, error
+def delivery_timeout(client: Any) -> float:
+    """Seconds by which the producer ``client`` has completed every send (confirmed or failed)."""
+    config = getattr(client, "config", None) or {}
+    return float(config.get("delivery_timeout_ms", 120_000)) / 1000
+
+
+def _flush(client: Any, timeout: float) -> None:
+    with contextlib.suppress(KafkaTimeoutError):  # what is not done is counted unconfirmed
+        client.flush(timeout=timeout)
 
 
 def reset_targets(
