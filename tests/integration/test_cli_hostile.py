@@ -184,7 +184,8 @@ def test_a_config_module_that_cannot_load_is_one_line_naming_it(tmp_path: Path, 
     # Assert
     assert ran.code == 1, ran.err
     assert only_line(ran.err) == (
-        f"Error: cannot load the config module '{name}' (--config / WORKERS_CELERY_CONFIG): "
+        f"Error: cannot load the config module '{name}' "
+        "(--config / CELERY_CONFIG_MODULE / WORKERS_CELERY_CONFIG): "
         + error.format(name=name)
     )
     assert ran.out == ""
