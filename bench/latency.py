@@ -11,6 +11,7 @@ partition, so one alert's events are applied in order.
 from __future__ import annotations
 
 import json
+import statistics
 import threading
 import time
 from pathlib import Path
@@ -82,12 +83,13 @@ def changes(svc: Services, topic: str) -> list[tuple[int, dict[str, Any]]]:
 
 
 def percentiles(values: list[float]) -> dict[str, float]:
-    ordered = sorted(values)
-
-    def at(q: float) -> float:
-        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-    return {"p50": at(0.50), "p95": at(0.95), "p99": at(0.99), "max": ordered[-1]}
+    """p50, p95 and p99 interpolated between the measured values (never beyond them), and the
+    largest value."""
+    # Python before 3.13 wants two values at least.
+    cuts = (
+        statistics.quantiles(values, n=100, method="inclusive") if len(values) > 1 else values * 99
+    )
+    return {"p50": cuts[49], "p95": cuts[94], "p99": cuts[98], "max": max(values)}
 
 
 def run(svc: Services, mode: str, rate: float, seconds: float, warmup: float,

@@ -11,6 +11,7 @@ import json
 import math
 import re
 from collections.abc import Mapping
+from datetime import datetime, timezone
 from typing import Any
 
 import arrow
@@ -27,6 +28,18 @@ _EPOCH = re.compile(r"[0-9]+(\.[0-9]+)?")
 _MS_THRESHOLD = 1e11  # epoch numbers above this are milliseconds (1e11 s is the year 5138)
 # Earlier than this is a clock that was never set (epoch 0), not an alarm: 2000-01-01T00:00Z.
 EARLIEST_MS = 946_684_800_000
+# The ISO 8601 forms events carry, read by ``datetime.fromisoformat`` (about 50 times faster
+# than arrow): YYYY-MM-DD, optionally with 'T' or ' ' and HH:MM[:SS[.1-6 digits]] (hours
+# 00-23: arrow reads 24:00 as the next day), optionally with 'Z' or ±HH:MM. In these forms the
+# standard library and arrow read the same instant; every other string goes to arrow as before
+# (the standard library also reads forms arrow refuses, such as any separator character, '.Z'
+# or a space before the zone, and reads others differently: 7 or more fraction digits, which it
+# cuts where arrow rounds; arrow also reads other scripts' digits). ASCII digits only.
+_ISO_FAST = re.compile(
+    r"\d{4}-\d\d-\d\d"
+    r"(?:[T ](?:[01]\d|2[0-3]):\d\d(?::\d\d(?:\.\d{1,6})?)?(?:Z|[+-]\d\d:[0-5]\d)?)?",
+    re.ASCII,
+).fullmatch
 
 
 class InvalidEvent(WorkersError):
@@ -74,7 +87,7 @@ def event_time(raw: Any, now_ms: int, max_future_ms: int) -> int:
         ms = int(raw if raw >= _MS_THRESHOLD else raw * 1000)
     elif isinstance(raw, str):
         try:
-            ms = int(arrow.get(raw.strip()).float_timestamp * 1000)
+            ms = iso_ms(raw.strip())
         except (arrow.parser.ParserError, ValueError, TypeError):
             raise InvalidEvent(f"time {raw!r} is not ISO 8601 or an epoch number") from None
     else:
@@ -88,6 +101,24 @@ def event_time(raw: Any, now_ms: int, max_future_ms: int) -> int:
             f"time {_short(given)} is {ahead:.0f} s in the future (limit {max_future_ms // 1000} s)"
         )
     return ms
+
+
+def iso_ms(text: str) -> int:
+    """Epoch milliseconds of an ISO 8601 time (no zone means UTC), exactly as
+    ``int(arrow.get(text).float_timestamp * 1000)``, which it falls back to; raises what that
+    raises (``arrow.parser.ParserError``, ``ValueError``, ``TypeError``) for what it refuses."""
+    if _ISO_FAST(text) is not None:
+        try:
+            # Python 3.10 reads no 'Z' (and fractions of 3 or 6 digits only: arrow reads others).
+            when = datetime.fromisoformat(text[:-1] + "+00:00" if text[-1] == "Z" else text)
+        except ValueError:
+            pass  # no such day or hour (02-30, 24:00, 23:59:60): arrow decides, as before
+        else:
+            if when.tzinfo is None:
+                when = when.replace(tzinfo=timezone.utc)
+            # The same float arithmetic as arrow's float_timestamp: the same millisecond.
+            return int(when.timestamp() * 1000)
+    return int(arrow.get(text).float_timestamp * 1000)
 
 
 def _short(raw: Any) -> str:
