@@ -73,6 +73,34 @@ def test_check_flags_each_missing_topic_until_topics_create_makes_them_once(
     assert json.loads(as_json.stdout)["ok"] is True
 
 
+def test_topics_create_json_reports_what_it_would_create_created_and_found(
+    cli: Cli, names: list[str], admin: KafkaAdminClient
+) -> None:
+    topic = f"cli-{uuid.uuid4().hex[:10]}"
+    names += [topic, f"{topic}.dlq"]
+    cli.conf["workers_pipelines"] = {"p": pipeline(topic)}
+
+    dry = cli("topics", "create", "--dry-run", "--json")
+    created = cli("topics", "create", "--partitions", "2", "--json")
+    again = cli("topics", "create", "--json")
+
+    docs = [json.loads(x.stdout) for x in (dry, created, again)]
+    keys = {"ok", "dry_run", "partitions", "replication_factor", "topics"}
+    assert [x.exit_code for x in (dry, created, again)] == [0, 0, 0]
+    assert all(set(d) == keys and d["ok"] is True for d in docs)
+    assert [(d["dry_run"], d["partitions"], d["replication_factor"]) for d in docs] == [
+        (True, 3, 1), (False, 2, 1), (False, 3, 1),
+    ]  # fmt: skip
+    assert [[(t["topic"], t["status"]) for t in d["topics"]] for d in docs] == [
+        [(t, status) for t in names] for status in ("would create", "created", "exists")
+    ]
+    assert docs[1]["topics"][0] == {"cluster": "test", "topic": topic, "status": "created",
+                                    "why": "pipeline p reads it", "error": None}  # fmt: skip
+    assert {t: len(admin.describe_topics([t])[0]["partitions"]) for t in names} == {
+        t: 2 for t in names
+    }
+
+
 def test_topics_create_leaves_out_the_alarm_output_topic_without_publish(
     cli: Cli, names: list[str]
 ) -> None:
@@ -156,6 +184,10 @@ def test_check_never_shows_a_secret(
 
 # -- lag -----------------------------------------------------------------------------------------
 
+LAG_KEYS = {"pipeline", "cluster", "topic", "group", "mode", "started", "start", "lag",
+            "oldest_unread_age_seconds", "partition_count", "partitions_held", "in_flight",
+            "counters", "last_pull_age_seconds", "read_per_second"}  # fmt: skip
+
 
 @pytest.fixture
 def two_started(cli: Cli, new_topic: TopicFactory, kafka_bootstrap: str) -> dict[str, str]:
@@ -176,16 +208,21 @@ def test_lag_shows_one_line_per_pipeline_with_lag_and_held_partitions(
     leases.acquire(Space(key_prefix, "test", "workers", two_started["a"]), [1])
 
     text = cli("lag")
-    rows = [json.loads(line) for line in cli("lag", "--json").stdout.splitlines()]
+    as_json = cli("lag", "--json")
 
     a, b = text.stdout.splitlines()
+    doc = json.loads(as_json.stdout)
+    rows = doc["pipelines"]
     assert a.startswith(f"a  test/{two_started['a']}  lag 4  oldest ") and "  held 1/2  " in a
     assert b.startswith(f"b  test/{two_started['b']}  lag 2  oldest ") and "  held 0/1  " in b
-    assert [(r["pipeline"], r["lag"], r["partitions_held"]) for r in rows] == [
-        ("a", 4, 1),
-        ("b", 2, 0),
-    ]
-    assert text.exit_code == 0
+    assert set(doc) == {"ok", "time_ms", "pipelines", "errors"}
+    assert (doc["ok"], doc["errors"]) == (True, [])
+    assert all(set(r) == LAG_KEYS for r in rows)
+    assert [(r["pipeline"], r["lag"], r["partitions_held"], r["partition_count"], r["started"])
+            for r in rows] == [("a", 4, 1, 2, True), ("b", 2, 0, 1, True)]  # fmt: skip
+    assert all(r["oldest_unread_age_seconds"] >= 0 and r["read_per_second"] is None
+               for r in rows)  # fmt: skip
+    assert text.exit_code == 0 and as_json.exit_code == 0 and as_json.stderr == ""
 
 
 def test_lag_shows_an_error_line_for_a_pipeline_without_its_topic(
@@ -194,11 +231,42 @@ def test_lag_shows_an_error_line_for_a_pipeline_without_its_topic(
     cli.conf["workers_pipelines"]["c"] = pipeline(f"missing-{uuid.uuid4().hex[:8]}")
 
     result = cli("lag")
+    as_json = cli("lag", "--json")
 
     lines = result.stdout.splitlines()
-    assert result.exit_code == 1
+    doc = json.loads(as_json.stdout)
+    assert result.exit_code == 1 and as_json.exit_code == 1
     assert [line.split()[0] for line in lines] == ["a", "b", "error:"]
     assert "does not exist on cluster 'test'" in lines[2]
+    assert doc["ok"] is False and [r["pipeline"] for r in doc["pipelines"]] == ["a", "b"]
+    [error] = doc["errors"]
+    assert error["pipeline"] == "c" and "does not exist on cluster 'test'" in error["error"]
+    assert as_json.stderr == f"error: {error['error']}\n"
+
+
+def test_lag_json_watch_prints_one_document_per_refresh_on_one_line(
+    cli: Cli, two_started: dict[str, str], tmp_path: Path
+) -> None:
+    proc = cli.subprocess(tmp_path, "lag", "--json", "--watch", "--interval", "0.5")
+    assert proc.stdout is not None
+    docs = []
+    try:
+        for line in proc.stdout:
+            docs.append(json.loads(line))
+            if len(docs) == 3:
+                proc.send_signal(signal.SIGINT)
+                break
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert all(set(d) == {"ok", "time_ms", "pipelines", "errors"} for d in docs)
+    assert all(set(r) == LAG_KEYS for d in docs for r in d["pipelines"])
+    assert [[r["pipeline"] for r in d["pipelines"]] for d in docs] == [["a", "b"]] * 3
+    assert [r["read_per_second"] for r in docs[0]["pipelines"]] == [None, None]
+    assert [r["read_per_second"] for r in docs[2]["pipelines"]] == [0.0, 0.0]  # nothing read
+    assert docs[0]["time_ms"] < docs[1]["time_ms"] < docs[2]["time_ms"]
+    assert "Ctrl-C" not in out and "\x1b" not in out  # no header, no screen clearing
 
 
 def test_lag_watch_refreshes_until_ctrl_c_then_exits_0(

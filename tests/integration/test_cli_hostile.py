@@ -111,9 +111,11 @@ BAD_ARGUMENTS = [
     usage("dlq-limit-huge", "dlq", "replay", "p", "--limit", HUGE,
           says="Invalid value for '--limit': '1000"),
     usage("config-not-a-module-name", "--config", "../celeryconfig", "check",
-          says="Invalid value for '--config': '../celeryconfig' is not a Python module name"),
+          says="Invalid value for '--config' (env var: 'CELERY_CONFIG_MODULE', "
+               "'WORKERS_CELERY_CONFIG'): '../celeryconfig' is not a Python module name"),
     usage("app-without-module", "--app", ":app", "check",
-          says="Invalid value for '-A' / '--app': ':app' is not module:attribute"),
+          says="Invalid value for '-A' / '--app' (env var: 'WORKERS_APP'): ':app' is not "
+               "module:attribute"),
     usage("demo-duration-inf", "demo", "--duration", "inf",
           says="Invalid value for '--duration': 'inf' is not a number between 1 and 1000000"),
     usage("unknown-command", "frobnicate", says="No such command 'frobnicate'"),
@@ -185,8 +187,7 @@ def test_a_config_module_that_cannot_load_is_one_line_naming_it(tmp_path: Path, 
     assert ran.code == 1, ran.err
     assert only_line(ran.err) == (
         f"Error: cannot load the config module '{name}' "
-        "(--config / CELERY_CONFIG_MODULE / WORKERS_CELERY_CONFIG): "
-        + error.format(name=name)
+        "(--config / CELERY_CONFIG_MODULE / WORKERS_CELERY_CONFIG): " + error.format(name=name)
     )
     assert ran.out == ""
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import time
+import uuid
 from typing import Any
 
 import arrow
@@ -50,7 +51,11 @@ def stored(redis_client: Any, key_prefix: str, topic: str, kind: str = "offsets"
 
 
 def show(cli: Cli) -> dict[str, Any]:
-    return json.loads(cli("offsets", "show", "alarms", "--json").stdout)
+    """The one pipeline of ``offsets show alarms --json``."""
+    doc = json.loads(cli("offsets", "show", "alarms", "--json").stdout)
+    assert set(doc) == {"ok", "pipelines", "errors"} and (doc["ok"], doc["errors"]) == (True, [])
+    [pipeline] = doc["pipelines"]
+    return pipeline
 
 
 def test_offsets_show_before_any_pull_says_where_the_first_pull_starts(cli: Cli, one: str) -> None:
@@ -107,7 +112,8 @@ def test_offsets_show_names_the_lease_holder_and_keeps_its_json_shape(
     row = cli("offsets", "show", "alarms").stdout.splitlines()[4]
 
     holder = data["partitions"][2]["holder"]
-    assert set(data) == PIPELINE_KEYS and [set(x) for x in every] == [PIPELINE_KEYS]
+    assert set(every) == {"ok", "pipelines", "errors"}  # the same shape without PIPELINE
+    assert set(data) == PIPELINE_KEYS and [set(x) for x in every["pipelines"]] == [PIPELINE_KEYS]
     assert all(set(p) == PARTITION_KEYS for p in data["partitions"])
     assert {k: holder[k] for k in ("host", "pid", "task")} == {"host": "host-x", "pid": 4242,
                                                                 "task": "workers.pull"}  # fmt: skip
@@ -264,3 +270,60 @@ def test_offsets_reset_refuses_the_commit_of_a_pull_that_read_before_it(
     assert "1 of these partitions are being read now; the reset wins" in result.stdout
     assert late[0].status == "reset"
     assert stored(redis_client, key_prefix, one)[0] == 3
+
+
+def test_offsets_show_json_lists_a_pipeline_it_cannot_read_among_its_errors(
+    cli: Cli, one: str
+) -> None:
+    missing = f"missing-{uuid.uuid4().hex[:8]}"
+    cli.conf["workers_pipelines"]["gone"] = pipeline(missing)
+
+    every = cli("offsets", "show", "--json")
+    named = cli("offsets", "show", "gone", "--json")
+
+    doc = json.loads(every.stdout)
+    assert every.exit_code == 1 and doc["ok"] is False
+    assert [p["pipeline"] for p in doc["pipelines"]] == ["alarms"]
+    assert [e["pipeline"] for e in doc["errors"]] == ["gone"]
+    assert "does not exist on cluster 'test'" in doc["errors"][0]["error"]
+    assert every.stderr.startswith(f"error: topic {missing!r} does not exist")
+    assert named.exit_code == 1 and named.stdout == ""  # a named pipeline: a failure
+    assert named.stderr.startswith(f"Error: topic {missing!r} does not exist")
+
+
+RESET_KEYS = {"ok", "pipeline", "cluster", "topic", "group", "target", "dry_run", "partitions"}
+
+
+def test_offsets_reset_json_reports_before_and_after_and_asks_on_stderr(
+    cli: Cli, one: str, kafka_bootstrap: str, redis_client: Any, key_prefix: str
+) -> None:
+    send_each(kafka_bootstrap, one, {0: 3, 1: 1})
+    leases = RedisLeases(redis_client, Owner("host-x", 4242, "workers.pull"), ttl=30)
+    reset = ("offsets", "reset", "alarms", "--json")
+
+    dry = cli(*reset, "--to", "earliest", "--dry-run")
+    first = cli(*reset, "--to", "earliest", "--yes")
+    leases.acquire(space(key_prefix, one), [1])
+    asked = cli(*reset, "--to", "latest", "--partition", "0", "--partition", "1", input="y\n")
+    declined = cli(*reset, "--to", "earliest", input="n\n")
+
+    docs = [json.loads(x.stdout) for x in (dry, first, asked)]
+    assert all(set(d) == RESET_KEYS and d["ok"] is True for d in docs)
+    assert [(d["target"], d["dry_run"]) for d in docs] == [
+        ("earliest", True), ("earliest", False), ("latest", False),
+    ]  # fmt: skip
+    rows = [[(p["partition"], p["before"], p["after"]) for p in d["partitions"]] for d in docs]
+    assert rows == [
+        [(0, None, 0), (1, None, 0), (2, None, 0)],
+        [(0, None, 0), (1, None, 0), (2, None, 0)],
+        [(0, 0, 3), (1, 0, 1)],
+    ]
+    edges = [(p["log_start"], p["log_end"], p["outside_log"], p["held"])
+             for p in docs[2]["partitions"]]  # fmt: skip
+    assert edges == [(0, 3, False, False), (0, 1, False, True)]
+    assert "Reset 2 partition(s) to latest? [y/N]" in asked.stderr
+    assert "partition  before  after  change" in asked.stderr
+    assert "reset 2 partition(s)" in asked.stderr
+    assert "dry run: nothing changed" in dry.stderr
+    assert declined.exit_code == 1 and declined.stdout == ""  # "no": nothing on stdout
+    assert stored(redis_client, key_prefix, one) == {0: 3, 1: 1, 2: 0}

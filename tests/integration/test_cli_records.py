@@ -87,6 +87,39 @@ def test_produce_reports_non_json_lines_by_number_and_sends_them_only_with_raw(
     ]  # fmt: skip
 
 
+PRODUCE_KEYS = {"ok", "cluster", "topic", "sent", "failed", "first_failure", "without_key",
+                "invalid", "partitions", "records", "records_omitted"}  # fmt: skip
+
+
+def test_produce_json_places_each_record_at_the_partition_and_offset_it_got(
+    cli: Cli, new_topic: TopicFactory, kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    topic = new_topic(3)
+    source = tmp_path / "records.jsonl"
+    source.write_text("\n".join([*LINES, "not json"]) + "\n", encoding="utf-8")
+
+    result = cli("produce", topic, "--file", str(source), "--key", "alert.host", "--json")
+
+    doc = json.loads(result.stdout)
+    got = {(r.partition, r.offset): r.value for r in read_all(kafka_bootstrap, topic, 4)}
+    placed = {(x["partition"], x["offset"]): x["line"] for x in doc["records"]}
+    assert result.exit_code == 1 and set(doc) == PRODUCE_KEYS  # a line was refused
+    assert (doc["ok"], doc["cluster"], doc["topic"]) == (False, "test", topic)
+    assert (doc["sent"], doc["failed"], doc["first_failure"], doc["without_key"]) == (
+        4, 0, None, 1,
+    )  # fmt: skip
+    assert [x["line"] for x in doc["records"]] == [1, 2, 3, 4]
+    assert {where: LINES[n - 1].encode() for where, n in placed.items()} == got
+    assert doc["invalid"] == [{"line": 5, "reason": doc["invalid"][0]["reason"]}]
+    assert doc["invalid"][0]["reason"].startswith("not JSON: ")
+    assert doc["records_omitted"] == 0
+    assert sum(p["records"] for p in doc["partitions"]) == 4
+    for span in doc["partitions"]:
+        offsets = [o for p, o in placed if p == span["partition"]]
+        assert (span["first_offset"], span["last_offset"]) == (min(offsets), max(offsets))
+    assert "line 5: not JSON: " in result.stderr  # the problem lines, as without --json
+
+
 def test_produce_reads_stdin(cli: Cli, new_topic: TopicFactory, kafka_bootstrap: str) -> None:
     topic = new_topic(1)
 
@@ -190,6 +223,58 @@ def test_dlq_show_counts_letters_by_reason_and_lists_their_sources(
     assert {(x["key"], x["value"]) for x in data["letters"]} == {
         (k and k.decode(), v.decode()) for k, v, _ in BAD
     }
+
+
+def test_dlq_show_json_keeps_its_shape_with_and_without_letters(
+    cli: Cli, dead: dict[str, Any]
+) -> None:
+    data = letters(cli)
+    limited = json.loads(cli("dlq", "show", "p", "--limit", "1", "--json").stdout)
+
+    keys = {"ok", "pipeline", "cluster", "dead_letter_topic", "total", "pending", "reasons",
+            "letters"}  # fmt: skip
+    assert set(data) == set(limited) == keys
+    assert (data["ok"], data["pipeline"], data["dead_letter_topic"]) == (
+        True, "p", f"{dead['topic']}.dlq",
+    )  # fmt: skip
+    assert data["reasons"] == [
+        {"reason": "value is not valid JSON (Expecting value at char N)", "count": 2},
+        {"reason": "value is a JSON array; expected a JSON object", "count": 1},
+    ]
+    assert (limited["total"], len(limited["letters"])) == (3, 1)
+    assert limited["letters"] == data["letters"][-1:]
+
+
+REPLAY_KEYS = {"ok", "pipeline", "cluster", "topic", "dead_letter_topic", "dry_run", "letters",
+               "unreplayable", "positions"}  # fmt: skip
+
+
+def test_dlq_replay_json_lists_the_letters_and_the_positions_it_moved_to(
+    cli: Cli, dead: dict[str, Any], kafka_bootstrap: str
+) -> None:
+    dry = cli("dlq", "replay", "p", "--dry-run", "--json")
+    done = cli("dlq", "replay", "p", "--json", input="y\n")
+    nothing = cli("dlq", "replay", "p", "--json", "--yes")
+
+    docs = [json.loads(x.stdout) for x in (dry, done, nothing)]
+    shown = letters(cli)["letters"]
+    coordinates = sorted((x["partition"], x["offset"]) for x in shown)
+    after = {p: o + 1 for p, o in coordinates}  # sorted: each partition's last offset wins
+    assert [x.exit_code for x in (dry, done, nothing)] == [0, 0, 0]
+    assert all(set(d) == REPLAY_KEYS and d["ok"] is True for d in docs)
+    assert [d["dry_run"] for d in docs] == [True, False, False]
+    assert docs[1]["topic"] == dead["topic"]
+    assert docs[1]["dead_letter_topic"] == f"{dead['topic']}.dlq"
+    assert [sorted((x["partition"], x["offset"]) for x in d["letters"]) for d in docs] == [
+        coordinates, coordinates, [],
+    ]  # fmt: skip
+    assert sorted(x["source"] for x in docs[1]["letters"]) == sorted(dead["sources"])
+    assert docs[0]["positions"] == []  # nothing replayed before
+    positions = [{"partition": p, "offset": o} for p, o in sorted(after.items())]
+    assert docs[1]["positions"] == docs[2]["positions"] == positions
+    assert all(d["unreplayable"] == [] for d in docs)
+    assert "Replay 3 letter(s)? [y/N]" in done.stderr and "replayed 3 letter(s)" in done.stderr
+    assert len(read_all(kafka_bootstrap, dead["topic"], 9)) == 9
 
 
 def test_dlq_replay_dry_run_or_no_sends_nothing(

@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 
-from workers.cli.records import _reason_kind
 from workers.config import Settings, load_settings
 from workers.demo import events
 from workers.demo.events import EventStream
 from workers.demo.progress import Snapshot
 from workers.ops.context import OpsError
+from workers.ops.dlq import reason_kind
 from workers.ops.fmt import age, table
 from workers.ops.produce import default_cluster, key_of
 from workers.ops.topics import NeededTopic, needed_topics
@@ -195,18 +195,18 @@ def test_needed_topics_list_each_topic_once_with_every_reason() -> None:
     ],
 )  # fmt: skip
 def test_reason_kind_hides_numbers_and_quoted_values(reason: str, kind: str) -> None:
-    assert _reason_kind(reason) == kind
+    assert reason_kind(reason) == kind
 
 
 def test_reasons_differing_only_in_numbers_and_quotes_group_together() -> None:
-    a = _reason_kind("value of 'x' is 123 bytes, max 100")
-    b = _reason_kind("value of 'yyy' is 9 bytes, max 4")
+    a = reason_kind("value of 'x' is 123 bytes, max 100")
+    b = reason_kind("value of 'yyy' is 9 bytes, max 4")
 
     assert a == b
 
 
 def test_reason_kind_is_cut_to_ninety_characters() -> None:
-    assert _reason_kind("word " * 40) == ("word " * 40)[:90]
+    assert reason_kind("word " * 40) == ("word " * 40)[:90]
 
 
 # -- the demo's event stream ---------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 Every failure ends in one line on stderr: exit code 2 for a bad argument, 1 for anything
 else (a setting, a service); secrets the configuration holds never appear in it, nor in the
-log lines ``-v`` shows.
+log lines ``-v`` shows. The exit codes are below (``EXIT_*``) and in the README.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import importlib
 import logging
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,9 +25,17 @@ from workers.cli.params import AppPath, ModuleName, Number
 from workers.config.masking import clip, mask_text, secrets_in, shown
 from workers.exceptions import WorkersError
 from workers.ops.context import Ops
+from workers.ops.fmt import to_json
 
 # The longest error line the command prints; each value in it is capped on its own already.
 MAX_LINE = 1000
+
+# Exit codes of every command (README: "Exit codes").
+EXIT_OK = 0  # done; everything checked was fine
+EXIT_FAILED = 1  # a problem found or a failure: settings, a service, a refused record, "no"
+EXIT_USAGE = 2  # a bad argument (click's usage error)
+EXIT_UNAVAILABLE = 3  # workers demo: a local service it needs is missing or did not start
+EXIT_INTERRUPTED = 130  # workers demo: stopped by Ctrl-C or SIGTERM
 
 
 @dataclass
@@ -61,8 +70,8 @@ def load_app(app_path: str, config: str | None) -> Any:
     """The Celery app ``module:attribute``, its configuration read now (Celery reads it
     lazily, so a broken config module would otherwise fail deep inside the first command).
     Any failure, even a module that raises SystemExit, is one ``ClickException``."""
-    if config:
-        os.environ["WORKERS_CELERY_CONFIG"] = config
+    if config:  # as Celery's own --config does; also wins over a CELERY_CONFIG_MODULE set before
+        os.environ["WORKERS_CELERY_CONFIG"] = os.environ["CELERY_CONFIG_MODULE"] = config
     if os.getcwd() not in sys.path:  # as `celery -A` does: the config lives here
         sys.path.insert(0, os.getcwd())
     module, _, attr = app_path.partition(":")
@@ -81,7 +90,8 @@ def load_app(app_path: str, config: str | None) -> Any:
         app.conf.get("broker_url")
     except (Exception, SystemExit) as exc:  # noqa: BLE001 - whatever the module raises
         raise click.ClickException(
-            f"cannot load the config module {clip(name)!r} (--config / WORKERS_CELERY_CONFIG): "
+            f"cannot load the config module {clip(name)!r} (--config / CELERY_CONFIG_MODULE / "
+            "WORKERS_CELERY_CONFIG): "
             f"{describe(exc)}"
         ) from exc
     return app
@@ -118,7 +128,7 @@ def error_text(exc: BaseException) -> str:
 class UsageLine(click.ClickException):
     """A bad argument, shown in one line (without click's usage banner); exit code 2."""
 
-    exit_code = 2
+    exit_code = EXIT_USAGE
 
 
 class Group(click.Group):
@@ -144,7 +154,9 @@ class Group(click.Group):
             clean = _clean(exc.message, ctx)
             if clean == exc.message:
                 raise
-            raise (UsageLine if exc.exit_code == 2 else click.ClickException)(clean) from exc
+            raise (UsageLine if exc.exit_code == EXIT_USAGE else click.ClickException)(
+                clean
+            ) from exc
 
 
 def _usage_line(exc: click.UsageError) -> click.ClickException:
@@ -180,12 +192,14 @@ _SCRUB = _Scrub()
              invoke_without_command=True)  # fmt: skip
 @click.version_option(__version__, prog_name="workers")
 @click.option(
-    "-A", "--app", "app_path", envvar="WORKERS_APP", default="workers.app:app", show_default=True,
-    type=AppPath(), help="The Celery app whose configuration to use (module:attribute).",
+    "-A", "--app", "app_path", envvar="WORKERS_APP", show_envvar=True, default="workers.app:app",
+    show_default=True, type=AppPath(),
+    help="The Celery app whose configuration to use (module:attribute).",
 )  # fmt: skip
 @click.option(
-    "--config", envvar="WORKERS_CELERY_CONFIG", default=None, type=ModuleName(),
-    help="Config module for the default app (default: celeryconfig). Env: WORKERS_CELERY_CONFIG.",
+    "--config", envvar=["CELERY_CONFIG_MODULE", "WORKERS_CELERY_CONFIG"], show_envvar=True,
+    default=None, type=ModuleName(),
+    help="Config module for the default app (default: celeryconfig), as Celery's --config.",
 )  # fmt: skip
 @click.option(
     "--timeout", type=Number(float, 0.5, 300), default=10.0, show_default=True,
@@ -202,7 +216,10 @@ def main(
     """Move Kafka records into Celery alarm pipelines, and operate them.
 
     Settings come from the Celery app's configuration (see the README); every command reads
-    the same settings the workers do.
+    the same settings the workers do. Commands that print data take --json.
+
+    Exit codes: 0 done, 1 a problem or a failure (one line on stderr), 2 a bad argument,
+    3 a service the demo needs is missing, 130 the demo was interrupted.
     """
     state = State(app_path, config, timeout, secrets=secrets_in({}, os.environ))
     # The command reports failures itself, in one line; client libraries' logs are noise
@@ -228,3 +245,17 @@ def command_group(name: str, help_text: str) -> click.Group:
         pass
 
     return group
+
+
+def json_option(what: str, more: str = "") -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``--json``: stdout holds one JSON document (``as_json``) and nothing else."""
+    return click.option(
+        "--json", "as_json", is_flag=True,
+        help=f"Print {what} as one JSON document on stdout{more}; other output goes to stderr "
+             "(keys: README, JSON output).",
+    )  # fmt: skip
+
+
+def echo_json(document: dict[str, Any], compact: bool = False) -> None:
+    """One JSON document on stdout: indented, or on one line (``compact``, JSON Lines)."""
+    click.echo(to_json(document, compact))

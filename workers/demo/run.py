@@ -26,6 +26,9 @@ from workers.ops.context import Ops
 from workers.ops.topics import create_topics
 
 SETTLE_TIMEOUT = 120.0
+# The exit code when a service the demo needs is missing or did not start: the ``workers``
+# command's EXIT_UNAVAILABLE (2 is a bad argument).
+SERVICE_UNAVAILABLE = 3
 
 
 class Demo:
@@ -175,7 +178,8 @@ class Demo:
 
 def run_demo(duration: float, rate: float, keep: bool, seed: int | None,
              out: TextIO | None = None) -> int:  # fmt: skip
-    """Run the demo; returns the exit code (0: the summary reconciles)."""
+    """Run the demo; returns the exit code: 0 the summary reconciles, 1 it does not,
+    ``SERVICE_UNAVAILABLE`` a service is missing or did not start, 130 interrupted."""
     out = out or sys.stdout
     demo = Demo(duration, rate, seed, out)
     previous = signal.signal(signal.SIGTERM, _interrupt)
@@ -197,7 +201,7 @@ def run_demo(duration: float, rate: float, keep: bool, seed: int | None,
         code = 130
     except ServiceUnavailable as exc:
         demo.screen.say(f"cannot run the demo: {exc}")
-        code = 2
+        code = SERVICE_UNAVAILABLE
     finally:
         signal.signal(signal.SIGTERM, previous)
         if keep and finished:

@@ -9,6 +9,7 @@ broker's confirmation and the position write (then it is sent again: at least on
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -40,6 +41,13 @@ class Letter:
         return {"partition": self.partition, "offset": self.offset, "timestamp": self.timestamp,
                 "reason": self.reason, "source": self.source, "key": key, "value": value,
                 "value_dropped_bytes": self.dropped, "replayed": replayed}  # fmt: skip
+
+
+def reason_kind(reason: str) -> str:
+    """A reason as counted among others: numbers and quoted values, which vary per record,
+    hidden; at most 90 characters."""
+    text = re.sub(r"'[^']*'|\"[^\"]*\"", "'…'", reason)
+    return re.sub(r"\d+", "N", text)[:90]
 
 
 def letter_of(record: Any) -> Letter:

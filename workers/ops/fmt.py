@@ -1,7 +1,8 @@
-"""Plain-text rendering for the command: aligned tables, counts, ages."""
+"""Rendering for the command: aligned tables, counts, ages; JSON documents."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -62,3 +63,11 @@ def age(seconds: float | None) -> str:
     if s < 86400:
         return f"{s // 3600}h{s % 3600 // 60:02d}m"
     return f"{s // 86400}d{s % 86400 // 3600:02d}h"
+
+
+def to_json(document: Any, compact: bool = False) -> str:
+    """``document`` as JSON: indented by two spaces, or on one line (``compact``). Non-ASCII
+    text is escaped, so the output is ASCII whatever the terminal's encoding."""
+    if compact:
+        return json.dumps(document, separators=(",", ":"))
+    return json.dumps(document, indent=2)

@@ -18,22 +18,51 @@ WINDOW = 5000
 # Longest line read whole: no pipeline takes a larger value (max_value_bytes is 64 MiB at
 # most), and reading a line without end into memory would exhaust it.
 MAX_LINE = 64 << 20
+# Records remembered one by one (line, partition, offset); the rest only in their partition's
+# span, so a file of millions of lines does not fill memory.
+RECORDS_LISTED = 1000
+
+
+@dataclass
+class Span:
+    """The records sent to one partition: how many, and their lowest and highest offset."""
+
+    records: int
+    first_offset: int
+    last_offset: int
 
 
 @dataclass
 class Produced:
     """``invalid``: (line number, reason) of lines not sent; ``failed``: sends the broker
-    refused, with the first reason."""
+    refused, with the first reason. ``partitions``: where the sent records went, per
+    partition; ``records``: (line number, partition, offset) of the first ``RECORDS_LISTED``
+    records sent, in line order."""
 
     sent: int = 0
     invalid: list[tuple[int, str]] = field(default_factory=list)
     failed: int = 0
     first_failure: str = ""
     without_key: int = 0
+    partitions: dict[int, Span] = field(default_factory=dict)
+    records: list[tuple[int, int, int]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         return not self.invalid and not self.failed
+
+    def placed(self, line: int, partition: int, offset: int) -> None:
+        """Count one record the broker confirmed at ``partition``/``offset``."""
+        self.sent += 1
+        span = self.partitions.get(partition)
+        if span is None:
+            self.partitions[partition] = Span(1, offset, offset)
+        else:
+            span.records += 1
+            span.first_offset = min(span.first_offset, offset)
+            span.last_offset = max(span.last_offset, offset)
+        if len(self.records) < RECORDS_LISTED:
+            self.records.append((line, partition, offset))
 
 
 def default_cluster(settings: Settings, topic: str) -> str:
@@ -101,7 +130,7 @@ def produce_lines(
     each line read."""
     producer = ops.connections.producer(cluster)
     result = Produced()
-    pending: list[Any] = []
+    pending: list[tuple[int, Any]] = []  # (line number, future)
     for number, line in enumerate(lines, start=1):
         progress(len(line))
         text = line.strip()
@@ -119,21 +148,21 @@ def produce_lines(
         key = key_of(value, key_field) if key_field else None
         if key_field and key is None:
             result.without_key += 1
-        pending.append(producer.send(topic, value=text, key=key))
+        pending.append((number, producer.send(topic, value=text, key=key)))
         if len(pending) >= WINDOW:
             _settle(producer, pending, result)
     _settle(producer, pending, result)
     return result
 
 
-def _settle(producer: Any, pending: list[Any], result: Produced) -> None:
+def _settle(producer: Any, pending: list[tuple[int, Any]], result: Produced) -> None:
     producer.flush(timeout=60)
-    for future in pending:
+    for number, future in pending:
         try:
-            future.get(timeout=60)
+            meta = future.get(timeout=60)
         except KafkaError as exc:
             result.failed += 1
             result.first_failure = result.first_failure or f"{exc}"
         else:
-            result.sent += 1
+            result.placed(number, meta.partition, meta.offset)
     pending.clear()

@@ -39,12 +39,14 @@ def needed_topics(settings: Settings) -> list[NeededTopic]:
 
 @dataclass(frozen=True, slots=True)
 class Created:
-    """What ``create_topics`` did with one topic: ``created``, ``exists`` or ``failed``."""
+    """What ``create_topics`` did with one topic: ``created``, ``exists``, ``would create``
+    (a dry run) or ``failed`` (``detail`` says why); ``why`` the configuration needs it."""
 
     cluster: str
     topic: str
     status: str
     detail: str = ""
+    why: str = ""
 
 
 def create_topics(
@@ -59,20 +61,21 @@ def create_topics(
         admin = ops.connections.admin(cluster)
         existing = set(admin.list_topics())
         for needed in topics:
-            if needed.topic in existing:
-                out.append(Created(cluster, needed.topic, "exists"))
+            topic, why = needed.topic, needed.why
+            if topic in existing:
+                out.append(Created(cluster, topic, "exists", why=why))
                 continue
             if dry_run:
-                out.append(Created(cluster, needed.topic, "would create"))
+                out.append(Created(cluster, topic, "would create", why=why))
                 continue
-            new = NewTopic(needed.topic, partitions, replication_factor)
+            new = NewTopic(topic, partitions, replication_factor)
             try:
                 admin.create_topics([new])
             except TopicAlreadyExistsError:  # created meanwhile by someone else
-                out.append(Created(cluster, needed.topic, "exists"))
+                out.append(Created(cluster, topic, "exists", why=why))
             except KafkaError as exc:
-                out.append(Created(cluster, needed.topic, "failed", f"{exc}"))
+                out.append(Created(cluster, topic, "failed", f"{exc}", why))
             else:
                 detail = f"{partitions} partitions, replication factor {replication_factor}"
-                out.append(Created(cluster, needed.topic, "created", detail))
+                out.append(Created(cluster, topic, "created", detail, why))
     return out

@@ -1,0 +1,164 @@
+"""The JSON documents of ``--json``: one shape per command, whatever its arguments.
+
+Each document is an object with a fixed set of top-level keys (``KEYS``), lists inside; ``ok``
+is true exactly when the command exits with 0. The README (JSON output) says what each key
+means. The builders take what ``workers.ops`` returned, so the tests read the same shapes.
+"""
+
+from __future__ import annotations
+
+import collections
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from workers.config import PipelineConfig
+from workers.ops.check import Finding
+from workers.ops.dlq import Letter, Replay, reason_kind
+from workers.ops.produce import Produced
+from workers.ops.status import PipelineStatus
+from workers.ops.topics import Created
+from workers.pulling.positions import ResetRow
+
+# The top-level keys of each command's document.
+KEYS: dict[str, tuple[str, ...]] = {
+    "check": ("ok", "findings"),
+    "topics create": ("ok", "dry_run", "partitions", "replication_factor", "topics"),
+    "offsets show": ("ok", "pipelines", "errors"),
+    "offsets reset": ("ok", "pipeline", "cluster", "topic", "group", "target", "dry_run",
+                      "partitions"),
+    "lag": ("ok", "time_ms", "pipelines", "errors"),
+    "produce": ("ok", "cluster", "topic", "sent", "failed", "first_failure", "without_key",
+                "invalid", "partitions", "records", "records_omitted"),
+    "dlq show": ("ok", "pipeline", "cluster", "dead_letter_topic", "total", "pending",
+                 "reasons", "letters"),
+    "dlq replay": ("ok", "pipeline", "cluster", "topic", "dead_letter_topic", "dry_run",
+                   "letters", "unreplayable", "positions"),
+}  # fmt: skip
+
+# A pipeline that could not be read, in the ``errors`` list of offsets show and lag.
+ERROR_KEYS = ("pipeline", "error")
+
+
+def _doc(command: str, **values: Any) -> dict[str, Any]:
+    """The document of ``command``: exactly its keys, in their order."""
+    if set(values) != set(KEYS[command]):
+        raise AssertionError(f"{command}: keys {sorted(values)} are not {KEYS[command]}")
+    return {key: values[key] for key in KEYS[command]}
+
+
+def check(findings: Sequence[Finding]) -> dict[str, Any]:
+    rows = [{"what": f.what, "level": f.level, "detail": f.detail, "hint": f.hint}
+            for f in findings]  # fmt: skip
+    return _doc("check", ok=not any(f.failed for f in findings), findings=rows)
+
+
+def topics_create(
+    results: Sequence[Created], partitions: int, replication_factor: int, dry_run: bool
+) -> dict[str, Any]:
+    rows = [
+        {"cluster": r.cluster, "topic": r.topic, "status": r.status, "why": r.why,
+         "error": r.detail if r.status == "failed" else None}
+        for r in results
+    ]  # fmt: skip
+    return _doc("topics create", ok=not any(r.status == "failed" for r in results),
+                dry_run=dry_run, partitions=partitions, replication_factor=replication_factor,
+                topics=rows)  # fmt: skip
+
+
+def _errors(rows: Sequence[tuple[str, PipelineStatus | str]]) -> list[dict[str, Any]]:
+    return [{"pipeline": name, "error": r} for name, r in rows if isinstance(r, str)]
+
+
+def offsets_show(rows: Sequence[tuple[str, PipelineStatus | str]]) -> dict[str, Any]:
+    """``rows``: (pipeline name, its status or why it could not be read)."""
+    found = [r.as_dict() for _, r in rows if isinstance(r, PipelineStatus)]
+    errors = _errors(rows)
+    return _doc("offsets show", ok=not errors, pipelines=found, errors=errors)
+
+
+def lag_row(row: PipelineStatus, rate: float | None) -> dict[str, Any]:
+    """One pipeline in ``workers lag``: the line it shows, as numbers."""
+    p, flight = row.pipeline, row.flight
+    last_ms = row.counters.get("last_ms", 0)
+    return {
+        "pipeline": p.name, "cluster": p.cluster, "topic": p.topic, "group": p.group,
+        "mode": p.mode, "started": row.started, "start": str(p.start), "lag": row.lag,
+        "oldest_unread_age_seconds": row.oldest_age, "partition_count": len(row.partitions),
+        "partitions_held": row.held,
+        "in_flight": {"batches": flight.batches, "records": flight.records,
+                      "overdue": flight.overdue},
+        "counters": dict(row.counters),
+        "last_pull_age_seconds": (round(max(0, row.now_ms - last_ms) / 1000, 1)
+                                  if last_ms else None),
+        "read_per_second": None if rate is None else round(rate, 1),
+    }  # fmt: skip
+
+
+def lag(rows: Sequence[tuple[str, PipelineStatus | str]],
+        rates: dict[str, float | None]) -> dict[str, Any]:  # fmt: skip
+    """``rates``: records read per second per pipeline since the last refresh (--watch)."""
+    found = [lag_row(r, rates.get(name)) for name, r in rows if isinstance(r, PipelineStatus)]
+    errors = _errors(rows)
+    return _doc("lag", ok=not errors, time_ms=int(time.time() * 1000), pipelines=found,
+                errors=errors)  # fmt: skip
+
+
+def offsets_reset(
+    config: PipelineConfig, target: str, dry_run: bool, rows: Sequence[ResetRow],
+    bounds: dict[int, tuple[int, int]], held: set[int],
+) -> dict[str, Any]:  # fmt: skip
+    """``rows``: what was stored (or, on a dry run, would be); ``bounds``: (log start, log
+    end) per partition; ``held``: partitions a pull holds a lease on."""
+    parts = []
+    for r in rows:
+        start, end = bounds.get(r.partition, (None, None))
+        outside = start is not None and end is not None and not start <= r.after <= end
+        parts.append({"partition": r.partition, "before": r.before, "after": r.after,
+                      "log_start": start, "log_end": end, "outside_log": outside,
+                      "held": r.partition in held})  # fmt: skip
+    return _doc("offsets reset", ok=True, pipeline=config.name, cluster=config.cluster,
+                topic=config.topic, group=config.group, target=target, dry_run=dry_run,
+                partitions=parts)  # fmt: skip
+
+
+def produce(cluster: str, topic: str, result: Produced) -> dict[str, Any]:
+    spans = [{"partition": p, "records": s.records, "first_offset": s.first_offset,
+              "last_offset": s.last_offset}
+             for p, s in sorted(result.partitions.items())]  # fmt: skip
+    records = [{"line": n, "partition": p, "offset": o} for n, p, o in result.records]
+    return _doc(
+        "produce", ok=result.ok, cluster=cluster, topic=topic, sent=result.sent,
+        failed=result.failed, first_failure=result.first_failure or None,
+        without_key=result.without_key,
+        invalid=[{"line": n, "reason": why} for n, why in result.invalid],
+        partitions=spans, records=records, records_omitted=result.sent - len(records),
+    )  # fmt: skip
+
+
+def dlq_show(config: PipelineConfig, letters: Sequence[Letter], replayed: Sequence[bool],
+             limit: int) -> dict[str, Any]:  # fmt: skip
+    """``replayed``: per letter, whether a replay sent it; the last ``limit`` letters listed."""
+    reasons = collections.Counter(reason_kind(x.reason) for x in letters)
+    rows = [x.as_dict(r) for x, r in zip(letters, replayed, strict=True)][-limit:]
+    return _doc(
+        "dlq show", ok=True, pipeline=config.name, cluster=config.cluster,
+        dead_letter_topic=config.dead_letter_topic, total=len(letters),
+        pending=list(replayed).count(False),
+        reasons=[{"reason": r, "count": n} for r, n in reasons.most_common()], letters=rows,
+    )  # fmt: skip
+
+
+def _letter(x: Letter) -> dict[str, Any]:
+    return {"partition": x.partition, "offset": x.offset, "source": x.source,
+            "reason": x.reason, "value_dropped_bytes": x.dropped}  # fmt: skip
+
+
+def dlq_replay(config: PipelineConfig, result: Replay, dry_run: bool) -> dict[str, Any]:
+    return _doc(
+        "dlq replay", ok=True, pipeline=config.name, cluster=config.cluster,
+        topic=config.topic, dead_letter_topic=config.dead_letter_topic, dry_run=dry_run,
+        letters=[_letter(x) for x in result.letters],
+        unreplayable=[_letter(x) for x in result.unreplayable],
+        positions=[{"partition": p, "offset": o} for p, o in sorted(result.positions.items())],
+    )  # fmt: skip
