@@ -72,6 +72,7 @@ def wait_drained(
     stored: dict[int, int] = {}
     pending = -1
     blocked = 0.0
+    shown = started
     while True:
         tick()
         now = time.monotonic()
@@ -89,6 +90,10 @@ def wait_drained(
         if progress != last:
             last, stable_since = progress, now
         at_end = all(stored.get(p, 0) >= end for p, end in log_end.items())
+        if now - shown >= 30:
+            shown = now
+            behind = sum(max(0, end - stored.get(p, 0)) for p, end in log_end.items())
+            logger.info("draining: %d records behind, %d task messages pending", behind, pending)
         if progress is not None and at_end and pending == 0 and now - stable_since >= settle:
             return Drained(True, round(stable_since - started, 1), stored, pending, blocked)
         if now - started > timeout:

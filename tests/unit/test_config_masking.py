@@ -1,7 +1,9 @@
 """Secrets as ``***`` in every URL form and in free text; echoed values capped.
 
-kombu's ``sanitize_url`` is not used: it writes ``**``, leaves ``redis://pw@host`` as it is,
-raises on a Sentinel list, drops the query and garbles IPv6 hosts.
+kombu's ``sanitize_url`` is not used (kombu 5.7): it writes ``**``, leaves ``redis://pw@host``
+as it is, masks only the first URL of a Sentinel list (the second's password shows), drops the
+whole query, garbles IPv6 hosts, raises on a password with an unencoded '/' and on a malformed
+host, and shows most of the password of a URL without a scheme.
 """
 
 from __future__ import annotations
