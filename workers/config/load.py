@@ -72,6 +72,7 @@ def _build(raw: Mapping[str, Any], visibility_timeout: float) -> Settings:
         pipelines=_frozen(pipelines),
         default_group=top["workers_default_group"],
         supervise_interval=float(top["workers_supervise_interval"]),
+        log_format=top["workers_log_format"],
         alarms=_alarms(top, clusters, visibility_timeout),
     )
 

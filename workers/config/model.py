@@ -191,6 +191,7 @@ class Settings:
     default_group: str = "workers"
     supervise_interval: float = 10.0
     alarms: AlarmSettings = AlarmSettings()
+    log_format: str = "text"  # of worker and Beat logs: "text" or "json"
 
     def cluster(self, name: str) -> ClusterConfig:
         """Raises ``KeyError`` naming the cluster and the known ones."""

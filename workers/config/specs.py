@@ -116,6 +116,7 @@ TOP: dict[str, Field] = {
     "workers_supervise_interval": Field(
         "float", "seconds as a number between 1 and 3600", 10.0, at_least(1, 3600)
     ),
+    "workers_log_format": Field("str", "'text' or 'json'", "text", choice("text", "json")),
 }
 
 CLUSTER: dict[str, Field] = {

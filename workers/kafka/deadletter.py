@@ -18,6 +18,7 @@ from kafka.errors import KafkaError, MessageSizeTooLargeError
 
 from workers.exceptions import RecoverableError
 from workers.kafka.codecs import Record
+from workers.runtime.logformat import at
 
 logger = logging.getLogger(__name__)
 
@@ -96,8 +97,9 @@ class DeadLetters:
         refuses it at once (no metadata for the topic in time, for example)."""
         reason = short_reason(reason)
         logger.warning(
-            "%s[%d]@%d is a dead letter: %s", record.topic, record.partition, record.offset, reason
-        )
+            "%s[%d]@%d is a dead letter: %s", record.topic, record.partition, record.offset, reason,
+            extra=at(record.partition, record.offset),
+        )  # fmt: skip
         try:
             future = self._send(record, reason, record.value, extra)
         except MessageSizeTooLargeError:  # kafka-python 3 refuses it before sending
@@ -157,6 +159,7 @@ class DeadLetters:
         logger.warning(
             "%s[%d]@%d: value of %d bytes is too large for %r; dead letter sent without it",
             record.topic, record.partition, record.offset, size, self.topic,
+            extra=at(record.partition, record.offset),
         )  # fmt: skip
         try:
             dropped = ("workers.value_dropped", str(size).encode())

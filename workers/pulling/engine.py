@@ -20,6 +20,7 @@ from workers.kafka.deadletter import DeadLetters
 from workers.pulling.cycle import Summary
 from workers.pulling.handoff import CeleryDispatcher
 from workers.pulling.puller import Puller
+from workers.runtime.logformat import log_context
 from workers.state.keys import Space
 from workers.state.leases import Owner, RedisLeases
 from workers.state.ledger_redis import RedisLedger
@@ -112,7 +113,10 @@ def pulling(
     pipeline = settings.pipeline(pipeline_name)
     client = connections.redis()
     cluster = pipeline.cluster
-    with kafka_boundary(connections, cluster, f"pipeline {pipeline.name!r}"):
+    with (
+        log_context(pipeline=pipeline.name, topic=pipeline.topic),
+        kafka_boundary(connections, cluster, f"pipeline {pipeline.name!r}"),
+    ):
         puller = Puller(
             pipeline,
             space=space_for(settings, pipeline),

@@ -22,6 +22,7 @@ from workers.config import StartPolicy
 from workers.config.timeparse import parse_time, to_millis
 from workers.exceptions import Fenced, OffsetStoreError
 from workers.kafka.consumer import Consumer
+from workers.runtime.logformat import at
 from workers.state.keys import Space
 from workers.state.leases import Lease
 from workers.state.offsets import MAX_OFFSET, Checkpoint, OffsetStore, Position
@@ -209,7 +210,7 @@ class Positioner:
             logger.error(
                 "%s partition %d: %s; repaired as a reset to %d (the '%s' out-of-range policy "
                 "for a broken offset; set another with `workers offsets reset`)",
-                self.space, p, broken[p].problem, target, self.out_of_range,
+                self.space, p, broken[p].problem, target, self.out_of_range, extra=at(p, target),
             )  # fmt: skip
         return targets
 
@@ -235,7 +236,7 @@ class Positioner:
             "%s partition %d: stored offset %d is outside the log [%d, %d); moved to %d by the "
             "'%s' policy, %d records skipped",
             self.space, lease.partition, fix.stored, log_start, log_end, fix.offset,
-            self.out_of_range, fix.skipped,
+            self.out_of_range, fix.skipped, extra=at(lease.partition, fix.offset),
         )  # fmt: skip
         return Position(fix.offset, position.generation)
 

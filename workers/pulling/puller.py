@@ -28,6 +28,7 @@ from workers.pulling.outbox import Outbox
 from workers.pulling.parts import Parts
 from workers.pulling.positions import Positioner, out_of_range, seek
 from workers.pulling.redrive import Redriver
+from workers.runtime.logformat import at
 from workers.state.keys import Space
 from workers.state.leases import Lease, Leases
 from workers.state.ledger import Fence, Ledger, PartitionState, Slice
@@ -156,6 +157,7 @@ class Puller:
             "%s: fields %s are not valid ledger entries; dropped (the committed offset never "
             "depended on them)",
             self.space.key("ledger", partition), ", ".join(repr(f[:40]) for f in fields[:5]),
+            extra=at(partition),
         )  # fmt: skip
         dropped = [Slice(partition, f[2:], 0, 1) for f in fields if f.startswith("b:")]
         for one in dropped:  # one call per slice: at most one slice per partition per call

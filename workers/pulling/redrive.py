@@ -24,6 +24,7 @@ from workers.kafka.consumer import Consumer
 from workers.pulling.cycle import Run, Stop, why
 from workers.pulling.parts import Parts
 from workers.pulling.tickets import Ticket
+from workers.runtime.logformat import at
 from workers.state.ledger import Fence, InFlight, PartitionState, Slice
 
 logger = logging.getLogger(__name__)
@@ -165,7 +166,7 @@ class Redriver:
             "%s partition %d: could not read [%d, %d) again for batch %s within %.1f s (or "
             "retention deleted it); trying again next cycle",
             self.space, entry.partition, entry.start, entry.end, entry.batch,
-            self.pipeline.max_seconds,
+            self.pipeline.max_seconds, extra=at(entry.partition, entry.start, entry.end - 1),
         )  # fmt: skip
         return None
 
@@ -210,6 +211,7 @@ class Redriver:
             "%d times); handed off again%s",
             self.space, entry.partition, entry.batch, entry.start, entry.end,
             entry.handoffs + 1, entry.starts, " in halves" if len(parts) > 1 else "",
+            extra=at(entry.partition, entry.start, entry.end - 1),
         )  # fmt: skip
 
     def _abandon(self, entry: InFlight, counts: Counts) -> None:
@@ -231,8 +233,9 @@ class Redriver:
             self.space, [Slice(entry.partition, entry.batch, entry.start, entry.end)]
         )
         logger.error(
-            "%s partition %d offset %d: %s", self.space, entry.partition, entry.start, reason
-        )
+            "%s partition %d offset %d: %s", self.space, entry.partition, entry.start, reason,
+            extra=at(entry.partition, entry.start, entry.end - 1),
+        )  # fmt: skip
 
 
 def _quietly(fn: Callable[..., Any], *args: Any) -> None:

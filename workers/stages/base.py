@@ -22,7 +22,8 @@ from workers.config.masking import mask_text, secrets_in
 from workers.connections import connections_for
 from workers.exceptions import RecoverableError
 from workers.kafka.deadletter import short_reason
-from workers.pulling.tickets import HEADER, Position, read
+from workers.pulling.tickets import HEADER, Position, Ticket, read
+from workers.runtime.logformat import log_context, slices_context
 from workers.stages.letters import dead_letter
 from workers.state.ledger_redis import RedisLedger
 
@@ -63,13 +64,15 @@ class Stage(Task):  # type: ignore[misc]
 
     def __call__(self, items: Any, *args: Any, **kwargs: Any) -> Any:
         where = read(getattr(self.request, HEADER, None))
-        first = where is not None and where.first and not self.request.retries
-        if first and where is not None and not self._begin(where):
-            raise Ignore()  # and the rest of the chain with it: it must not finish
-        result = self._isolated(items, args, kwargs)
-        if where is not None and where.last:
-            self._finish(where)
-        return result
+        context = {} if where is None else _log_fields(where.ticket)
+        with log_context(**context):
+            first = where is not None and where.first and not self.request.retries
+            if first and where is not None and not self._begin(where):
+                raise Ignore()  # and the rest of the chain with it: it must not finish
+            result = self._isolated(items, args, kwargs)
+            if where is not None and where.last:
+                self._finish(where)
+            return result
 
     # -- the ledger ------------------------------------------------------------------------
 
@@ -185,6 +188,14 @@ class Stage(Task):  # type: ignore[misc]
                 self.name, len(refused), len(items), refused[0][1], len(items) - len(refused),
             )  # fmt: skip
         return kept
+
+
+def _log_fields(ticket: Ticket) -> dict[str, Any]:
+    return {
+        "pipeline": ticket.pipeline,
+        "topic": ticket.space.topic,
+        **slices_context(ticket.slices),
+    }
 
 
 def stage(*, name: str, **options: Any) -> Callable[[Callable[..., Any]], Any]:
