@@ -26,7 +26,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--unacked-mutex-expire", type=float,
                         help="kombu's restore lock expiry in s (30; kombu's own: 300)")  # fmt: skip
-    parser.add_argument("--storage", choices=("auto", "postgres", "s3"), default="auto",
+    parser.add_argument("--storage", choices=("auto", "postgres", "s3", "memory"), default="auto",
                         help="the broker's storage (ignored with WORKERS_CHAOS_KAFKA)")  # fmt: skip
     parser.add_argument("--tick", type=float, help="seconds of records produced at once (0.5)")
     parser.add_argument("--drain-timeout", type=float, help="seconds to wait for the drain (300)")

@@ -1,6 +1,8 @@
 """The Kafka-protocol broker of a chaos run, restartable with its data: Tansu on PostgreSQL when
 the Tansu binary has that storage, else Tansu on S3 (a local moto server), or any broker named
-by ``WORKERS_CHAOS_KAFKA`` (restarted by the shell command in ``WORKERS_CHAOS_KAFKA_RESTART``)."""
+by ``WORKERS_CHAOS_KAFKA`` (restarted by the shell command in ``WORKERS_CHAOS_KAFKA_RESTART``).
+``memory`` storage is fast and cannot be restarted: for long runs, where moto's S3 (CPU-bound
+listing the broker's objects) would be what is measured."""
 
 from __future__ import annotations
 
@@ -42,6 +44,19 @@ class _Tansu:
         self.broker.stop()  # SIGKILL, as a crash
         self.broker.start()
         return True
+
+
+class _Memory:
+    """Tansu on memory storage: fast, but a restart would be a new empty cluster, so the run's
+    broker restarts are skipped (the other faults all happen)."""
+
+    def __init__(self, broker: TansuBroker) -> None:
+        self.broker = broker
+        self.bootstrap = broker.bootstrap
+        self.description = "tansu on memory:// (no broker restarts)"
+
+    def restart(self) -> bool:
+        return False
 
 
 class _External:
@@ -95,6 +110,10 @@ def start_broker(storage: str, stack: ExitStack) -> Broker:
     external = os.environ.get("WORKERS_CHAOS_KAFKA")
     if external:
         return _External(external, os.environ.get("WORKERS_CHAOS_KAFKA_RESTART"))
+    if storage == "memory":
+        broker = TansuBroker().start()
+        stack.callback(broker.stop)
+        return _Memory(broker)
     if storage in ("auto", "postgres"):
         if tansu_has_storage("postgres"):
             return _postgres(stack)
@@ -104,7 +123,7 @@ def start_broker(storage: str, stack: ExitStack) -> Broker:
             )
         logger.warning("tansu has no postgres storage here; using s3:// on moto")
     if storage not in ("auto", "s3"):
-        raise ValueError(f"unknown storage {storage!r}: auto, postgres or s3")
+        raise ValueError(f"unknown storage {storage!r}: auto, postgres, s3 or memory")
     return _s3(stack)
 
 

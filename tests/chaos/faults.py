@@ -124,5 +124,5 @@ class Injector(threading.Thread):
 
     def _restart_broker(self) -> str:
         if not self.broker.restart():
-            return "skipped: no restart command"
+            return f"skipped: {self.broker.description} cannot be restarted"
         return f"restarted ({self.broker.description})"
