@@ -1,6 +1,9 @@
 """How the clients of the cache are built and closed: the factories (the real libraries, or
 fakes in unit tests), the Redis client's options, and closing without raising.
 
+Before a Kafka client is built, kafka-python's loggers get the guard that keeps its wire-level
+records free of secrets (``workers.runtime.logmask``), whatever the process's logging.
+
 A failure to build a client is a ``RecoverableError`` (the service may come back), noted in
 the cache's outages so that a service that is down is not hammered.
 """
@@ -19,6 +22,7 @@ from kafka.errors import KafkaError
 from workers.config import Settings
 from workers.connections.outages import Outages, shown
 from workers.exceptions import RecoverableError
+from workers.runtime.logmask import guard_kafka_logs, option_secrets
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +61,10 @@ def build(
     raised as ``RecoverableError``."""
     factory = getattr(factories, kind)
     try:
-        return factory(**options())
+        built = options()
+        if kind != "redis":  # kafka-python logs what it sends at DEBUG: never the secrets
+            guard_kafka_logs(option_secrets(built))
+        return factory(**built)
     except (KafkaError, OSError, redis.RedisError) as exc:
         outages.failed(kind, name, exc)
         raise RecoverableError(f"cannot create {kind} for {shown(name)}: {exc!r}") from exc

@@ -17,12 +17,12 @@ from functools import partial
 from typing import Any
 
 import redis
-from kafka.errors import KafkaError
 
 from workers.config import mask_options, mask_url
 from workers.config.masking import clip, mask_text, secrets_in
 from workers.exceptions import ConfigError, RecoverableError
 from workers.ops.context import Ops
+from workers.ops.kafka_probe import ClusterUnusable, list_topics
 from workers.ops.topics import NeededTopic, needed_topics
 
 # A probe's own client timeouts equal the deadline; this lets their errors (more precise
@@ -101,7 +101,7 @@ def _services(ops: Ops, app: Any, timeout: float) -> tuple[list[Finding], set[st
         (_Probe(lambda: [_broker(app, broker_what, timeout)]), broker_what, "broker", ""),
     ]
     for name in sorted(ops.settings.clusters):
-        probe = _Probe(partial(lambda n: [_cluster(ops, n)], name))
+        probe = _Probe(partial(lambda n: [_cluster(ops, n, timeout)], name))
         probes.append((probe, _cluster_what(ops, name), "cluster down", name))
     deadline = time.monotonic() + timeout + MARGIN
     out: list[Finding] = []
@@ -170,15 +170,17 @@ def _cluster_what(ops: Ops, name: str) -> str:
     return f"cluster {name} {clip(','.join(ops.settings.cluster(name).bootstrap_servers))}"
 
 
-def _cluster(ops: Ops, name: str) -> Finding:
+def _cluster(ops: Ops, name: str, timeout: float) -> Finding:
+    """A short-lived client of its own, so that a failure names its cause (authentication,
+    TLS, unreachable: ``kafka_probe``) rather than kafka-python's bare bootstrap timeout."""
     what = _cluster_what(ops, name)
-    options = mask_options(ops.settings.cluster(name).client)
+    conf = ops.settings.cluster(name)
+    options = mask_options(conf.client)
     shown = " ".join(f"{k}={clip(str(v), 80)}" for k, v in sorted(options.items()))
     try:
-        topics = ops.connections.admin(name).list_topics()
-    except (KafkaError, RecoverableError, OSError) as exc:
-        reason, hint = _kafka_reason(exc)
-        return Finding(what, "fail", reason, hint)
+        topics = list_topics(conf.admin_options(), timeout)
+    except ClusterUnusable as exc:
+        return Finding(what, "fail", str(exc), exc.hint)
     protocol = options.get("security_protocol", "PLAINTEXT")
     return Finding(
         what, "ok", f"{protocol}, {len(topics)} topics" + (f" ({shown})" if shown else "")
@@ -260,20 +262,3 @@ def _reason(exc: BaseException) -> str:
     """The innermost cause's message, on one line, capped."""
     root = _root(exc)
     return clip(" ".join((str(root) or type(root).__name__).split()), 300)
-
-
-def _kafka_reason(exc: BaseException) -> tuple[str, str]:
-    """A reason and a troubleshooting entry for a cluster that could not be reached."""
-    root = _root(exc)
-    name = type(root).__name__
-    text = _reason(exc)
-    if "Authentication" in name or "Sasl" in name or "authentication" in text.lower():
-        return f"authentication failed: {text}", "authentication"
-    if "SSL" in name or "ssl" in text.lower() or "certificate" in text.lower():
-        return f"TLS failed: {text}", "authentication"
-    if "bootstrap" in text.lower() or isinstance(root, OSError):
-        return (
-            f"cannot reach any bootstrap server: {text} (network, listeners, or a SASL/TLS "
-            "handshake failing: `workers -v check` shows the client's errors)"
-        ), "cluster down"
-    return f"{name}: {text}", "cluster down"
