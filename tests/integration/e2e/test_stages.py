@@ -117,10 +117,11 @@ def test_a_batch_whose_message_vanished_is_handed_off_again(
 
     cluster.beat()
     puller = cluster.worker("puller")  # runs the pulls; nobody consumes the stages' queue yet
+    # A batch is recorded in the ledger before its message is queued: wait for both.
     wait_for(
         lambda: sum(len(b.in_flight) for b in ledger.snapshot(space, [0, 1]).partitions.values())
-        >= 2,
-        60, "batches in flight", cluster,
+        >= 2 and broker.llen(stages) >= 1,
+        60, "batches in flight and queued", cluster,
     )  # fmt: skip
     waiting = broker.llen(stages)
     lost = broker.delete(stages)  # as when a worker dies between taking and recording
