@@ -47,3 +47,14 @@ class InvalidRecord(WorkersError):
         self.offset = offset
         self.reason = reason
         super().__init__(f"{topic}[{partition}]@{offset}: {reason}")
+
+
+class BrakeTripped(WorkersError):
+    """The pipeline's dead-letter brake is tripped, or the dead letters at hand trip it: they
+    were not sent, and the batch that holds them must stay unfinished (``workers.state.brake``).
+    """
+
+    def __init__(self, pipeline: str, source: str) -> None:
+        self.pipeline = pipeline
+        self.source = source
+        super().__init__(f"pipeline {pipeline!r}: the dead-letter brake is tripped")

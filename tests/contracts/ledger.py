@@ -313,3 +313,22 @@ class LedgerContract:
         snap = ledger.snapshot(space, [0])
 
         assert snap.partitions[0].in_flight[0].due_ms <= snap.now_ms
+
+    def test_expedite_with_unstart_takes_back_one_start_and_never_goes_below_zero(
+        self, ledger: Ledger, store: OffsetStore, make_leases: MakeLeases, space: Space
+    ) -> None:
+        owner, fences = self._owner(make_leases, store, space, {0: 0})
+        ledger.record(space, owner.token, fences, [Slice(0, "b1", 0, 10)], 10 * MINUTE)
+        ledger.begin(space, [Slice(0, "b1", 0, 10)], 10 * MINUTE, max_starts=3)
+        ledger.begin(space, [Slice(0, "b1", 0, 10)], 10 * MINUTE, max_starts=3)
+
+        ledger.expedite(space, [Slice(0, "b1", 0, 10)], unstart=True)
+        once = ledger.snapshot(space, [0])
+        for _ in range(3):
+            ledger.expedite(space, [Slice(0, "b1", 0, 10)], unstart=True)
+        floor = ledger.snapshot(space, [0]).partitions[0].in_flight[0]
+
+        entry = once.partitions[0].in_flight[0]
+        assert (entry.starts, entry.handoffs) == (1, 1)
+        assert entry.due_ms <= once.now_ms
+        assert floor.starts == 0

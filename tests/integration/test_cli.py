@@ -186,7 +186,7 @@ def test_check_never_shows_a_secret(
 
 LAG_KEYS = {"pipeline", "cluster", "topic", "group", "mode", "started", "start", "lag",
             "oldest_unread_age_seconds", "partition_count", "partitions_held", "in_flight",
-            "counters", "last_pull_age_seconds", "read_per_second"}  # fmt: skip
+            "counters", "brake", "last_pull_age_seconds", "read_per_second"}  # fmt: skip
 
 
 @pytest.fixture

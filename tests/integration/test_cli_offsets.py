@@ -27,7 +27,7 @@ pytestmark = pytest.mark.integration
 
 PIPELINE_KEYS = {"pipeline", "cluster", "topic", "group", "mode", "lag", "partitions",
                  "oldest_unread_age_seconds", "partitions_held", "counters",
-                 "in_flight"}  # fmt: skip
+                 "in_flight", "brake"}  # fmt: skip
 PARTITION_KEYS = {"partition", "stored", "log_start", "log_end", "lag", "oldest_unread_ms",
                   "oldest_unread_age_seconds", "skipped_out_of_range", "holder",
                   "in_flight"}  # fmt: skip

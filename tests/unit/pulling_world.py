@@ -14,6 +14,7 @@ from workers.config import PipelineConfig, StartPolicy
 from workers.kafka.consumer import Consumer
 from workers.kafka.deadletter import DeadLetters
 from workers.pulling.puller import Puller
+from workers.state.brake import Brake
 from workers.state.keys import Space
 from workers.state.leases import Owner
 from workers.testing import (
@@ -74,6 +75,7 @@ class World:
         until_caught_up: bool = True,
         stopping: Callable[[], bool] = lambda: False,
         budget: float = 60.0,
+        brake: Brake | None = None,
     ) -> Puller:
         return Puller(
             config,
@@ -81,6 +83,7 @@ class World:
             store=self.store,
             ledger=self.ledger,
             budget=budget,
+            brake=brake,
             leases=MemoryLeases(self.state, Owner("h", 1), config.lease_ttl_seconds, token=token),
             consumer=consumer or MemoryConsumer(self.log),
             dispatcher=dispatcher or self.dispatcher(),

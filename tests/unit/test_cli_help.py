@@ -37,6 +37,7 @@ def test_the_walk_finds_every_command() -> None:
         "workers", "workers check", "workers demo", "workers lag", "workers produce",
         "workers topics", "workers topics create", "workers offsets", "workers offsets show",
         "workers offsets reset", "workers dlq", "workers dlq show", "workers dlq replay",
+        "workers dlq resume",
     }  # fmt: skip
 
 

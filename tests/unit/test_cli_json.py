@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from workers.ops.produce import RECORDS_LISTED, Produced
 from workers.ops.status import Flight, PartitionStatus, PipelineStatus
 from workers.ops.topics import Created
 from workers.pulling.positions import ResetRow
+from workers.state.brake import Trip
 from workers.state.leases import Holder
 
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -122,10 +124,34 @@ def test_lag_document_has_one_summary_per_pipeline() -> None:
         "started": True, "start": "latest", "lag": 5, "oldest_unread_age_seconds": 1.0,
         "partition_count": 1, "partitions_held": 1,
         "in_flight": {"batches": 1, "records": 2, "overdue": 0},
-        "counters": {"records": 7, "last_ms": 8_000}, "last_pull_age_seconds": 2.0,
-        "read_per_second": 12.3,
+        "counters": {"records": 7, "last_ms": 8_000}, "brake": None,
+        "last_pull_age_seconds": 2.0, "read_per_second": 12.3,
     }]  # fmt: skip
     assert doc["errors"] == [{"pipeline": "q", "error": "boom"}]
+
+
+TRIP = Trip(9_000, "ratio", "pull", 0.75, 12, 800, 600)
+TRIPPED = {"tripped_ms": 9_000, "reason": "ratio", "source": "pull", "ratio": 0.75,
+           "consecutive": 12, "window_records": 800, "window_dead_letters": 600}  # fmt: skip
+
+
+def test_a_tripped_brake_shows_in_lag_and_offsets_show() -> None:
+    row = replace(status(), brake=TRIP)
+
+    [lagging] = documents.lag([("p", row)], {})["pipelines"]
+    [shown] = documents.offsets_show([("p", row)])["pipelines"]
+
+    assert lagging["brake"] == shown["brake"] == TRIPPED
+    assert documents.offsets_show([("p", status())])["pipelines"][0]["brake"] is None
+
+
+def test_dlq_resume_document_says_what_it_cleared() -> None:
+    resumed = documents.dlq_resume(config(), TRIP)
+    idle = documents.dlq_resume(config(), None)
+
+    assert set(resumed) == set(idle) == keys("dlq resume")
+    assert (resumed["resumed"], resumed["brake"]) == (True, TRIPPED)
+    assert (idle["ok"], idle["resumed"], idle["brake"]) == (True, False, None)
 
 
 def test_lag_document_without_a_rate_or_a_pull() -> None:

@@ -1,6 +1,6 @@
 """The Stage base class, run as a worker runs it (a request pushed, the in-process memory
-broker for retries): isolation by bisection, retries, and the ledger's bookkeeping (the first
-stage begins, the last one finishes) on the in-memory twin."""
+broker for retries): isolation by bisection, retries, the ledger's bookkeeping (the first
+stage begins, the last one finishes) and the dead-letter brake, on the in-memory twins."""
 
 from __future__ import annotations
 
@@ -13,9 +13,11 @@ from celery.exceptions import Ignore, Retry
 
 import workers.stages.base as stage_module
 from tests.unit.fakes import ManualClock
-from workers.exceptions import RecoverableError
+from workers.exceptions import BrakeTripped, RecoverableError
 from workers.pulling.tickets import Ticket
+from workers.stages import braking
 from workers.stages.base import Stage, failure_reason
+from workers.state.brake import Limits, MemoryBrake
 from workers.state.keys import Space
 from workers.state.leases import Owner
 from workers.state.ledger import Fence, Slice
@@ -44,6 +46,7 @@ def letters(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, str]]:
     sent: list[tuple[Any, str]] = []
 
     def dead_letter(app: Any, refused: Any, **kwargs: Any) -> int:
+        braking.check(refused)  # as the real one does, before sending
         sent.extend(refused)
         return len(refused)
 
@@ -52,10 +55,26 @@ def letters(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, str]]:
 
 
 @pytest.fixture
-def app(ledger: MemoryLedger, monkeypatch: pytest.MonkeyPatch) -> Iterator[Celery]:
+def brake() -> MemoryBrake:
+    """The pipeline's dead-letter brake; off until a test sets ``brake.limits``."""
+    twin = MemoryBrake()
+    twin.limits = None  # type: ignore[attr-defined]
+    return twin
+
+
+@pytest.fixture
+def app(
+    ledger: MemoryLedger, brake: MemoryBrake, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Celery]:
     app = Celery("stage-test", set_as_current=False)
     app.conf.update(broker_url="memory://", task_default_queue="stage-test")
     monkeypatch.setattr(Stage, "_ledger", lambda self: ledger)
+
+    def found(self: Any, ticket: Any) -> Any:
+        limits = brake.limits  # type: ignore[attr-defined]
+        return None if limits is None else (brake, limits)
+
+    monkeypatch.setattr(Stage, "_brake", found)
     yield app
     app.close()
 
@@ -200,3 +219,57 @@ def test_a_reason_survives_an_exception_whose_str_fails() -> None:
 
     assert failure_reason("s", Weird()) == "stage s failed: Weird: <unprintable>"
     assert len(failure_reason("s", ValueError("x" * 5000))) == 200
+
+
+def test_a_run_whose_dead_letters_trip_the_brake_holds_its_batch_unfinished(
+    app: Celery, ledger: MemoryLedger, brake: MemoryBrake, letters: list[tuple[Any, str]]
+) -> None:
+    brake.limits = Limits(window=100, max_ratio=None, max_consecutive=2)  # type: ignore[attr-defined]
+    task = fragile(app)
+
+    with pytest.raises(Ignore):  # and the rest of the chain with it
+        run(task, items(0, 1, 2), 0, 2, retries=2)  # three fail alone: more than 2 in a row
+    entry = ledger.snapshot(SPACE, [0])
+
+    assert letters == []  # not dead-lettered
+    trip = brake.state(SPACE)
+    assert trip is not None and (trip.reason, trip.source) == ("consecutive", "t.fragile")
+    held = entry.partitions[0].in_flight[0]
+    assert (held.starts, held.due_ms <= entry.now_ms) == (0, True)  # its start taken back
+    assert entry.partitions[0].committed == 0
+
+
+def test_while_tripped_a_stage_holds_any_batch_with_a_dead_letter_and_finishes_the_others(
+    app: Celery, ledger: MemoryLedger, brake: MemoryBrake, letters: list[tuple[Any, str]]
+) -> None:
+    brake.limits = Limits(window=100, max_ratio=None, max_consecutive=1)  # type: ignore[attr-defined]
+    task = fragile(app)
+    with pytest.raises(Ignore):
+        run(task, items(0, 1), 0, 2, retries=2)
+
+    with pytest.raises(Ignore):
+        run(task, items(3), 0, 2, retries=2)  # one dead letter: within the limit, but tripped
+    out = run(task, items(), 1, 2)  # none: it goes on and finishes
+
+    assert letters == [] and len(out) == 4
+    assert ledger.snapshot(SPACE, [0]).partitions[0].in_flight == ()
+
+
+def test_a_run_without_dead_letters_ends_the_stage_s_run_of_them(
+    app: Celery, brake: MemoryBrake, letters: list[tuple[Any, str]]
+) -> None:
+    brake.limits = Limits(window=100, max_ratio=None, max_consecutive=3)  # type: ignore[attr-defined]
+    task = fragile(app)
+
+    run(task, items(2, 3), 0, 2, retries=2)  # a run of 2 at the end
+    run(task, items(), 1, 2)  # all pass: the run ends
+    run(task, items(0, 1), 0, 2, retries=2)  # 2 in a row again, not 2 + 2
+
+    assert len(letters) == 4 and brake.state(SPACE) is None
+
+
+def test_outside_a_pipeline_the_brake_is_not_asked() -> None:
+    braking.check([({"id": "c/t/0/1"}, "why")])  # no stage run here: nothing happens
+
+    with pytest.raises(BrakeTripped):
+        raise BrakeTripped("p", "pull")

@@ -19,6 +19,7 @@ from workers.ops.produce import Produced
 from workers.ops.status import PipelineStatus
 from workers.ops.topics import Created
 from workers.pulling.positions import ResetRow
+from workers.state.brake import Trip
 
 # The top-level keys of each command's document.
 KEYS: dict[str, tuple[str, ...]] = {
@@ -34,6 +35,7 @@ KEYS: dict[str, tuple[str, ...]] = {
                  "reasons", "letters"),
     "dlq replay": ("ok", "pipeline", "cluster", "topic", "dead_letter_topic", "dry_run",
                    "letters", "unreplayable", "positions"),
+    "dlq resume": ("ok", "pipeline", "cluster", "topic", "group", "resumed", "brake"),
 }  # fmt: skip
 
 # A pipeline that could not be read, in the ``errors`` list of offsets show and lag.
@@ -89,6 +91,7 @@ def lag_row(row: PipelineStatus, rate: float | None) -> dict[str, Any]:
         "in_flight": {"batches": flight.batches, "records": flight.records,
                       "overdue": flight.overdue},
         "counters": dict(row.counters),
+        "brake": None if row.brake is None else row.brake.as_dict(),
         "last_pull_age_seconds": (round(max(0, row.now_ms - last_ms) / 1000, 1)
                                   if last_ms else None),
         "read_per_second": None if rate is None else round(rate, 1),
@@ -161,4 +164,13 @@ def dlq_replay(config: PipelineConfig, result: Replay, dry_run: bool) -> dict[st
         letters=[_letter(x) for x in result.letters],
         unreplayable=[_letter(x) for x in result.unreplayable],
         positions=[{"partition": p, "offset": o} for p, o in sorted(result.positions.items())],
+    )  # fmt: skip
+
+
+def dlq_resume(config: PipelineConfig, cleared: Trip | None) -> dict[str, Any]:
+    """``cleared``: the trip the resume cleared (None: the brake was not tripped)."""
+    return _doc(
+        "dlq resume", ok=True, pipeline=config.name, cluster=config.cluster,
+        topic=config.topic, group=config.group, resumed=cleared is not None,
+        brake=None if cleared is None else cleared.as_dict(),
     )  # fmt: skip

@@ -21,7 +21,7 @@ from workers.cli.base import (
 from workers.cli.params import INT16_MAX, INT32_MAX, Number
 from workers.ops.check import run_checks
 from workers.ops.context import Ops
-from workers.ops.fmt import age
+from workers.ops.fmt import age, brake_text
 from workers.ops.status import PipelineStatus, statuses
 from workers.ops.topics import create_topics
 
@@ -160,6 +160,8 @@ def _lag_line(row: PipelineStatus, read_rate: float | None) -> str:
     ]  # fmt: skip
     if flight.overdue:
         parts.insert(5, f"OVERDUE {flight.overdue:,}")
+    if row.brake is not None:
+        parts.insert(2, f"STOPPED BY THE DEAD-LETTER BRAKE ({brake_text(row)})")
     counted = [(row.counters.get(name, 0), label) for name, label in DELIVERY]
     if any(n for n, _ in counted):
         parts.append(", ".join(f"{label} {n:,}" for n, label in counted if n))

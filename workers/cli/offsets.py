@@ -16,7 +16,7 @@ from workers.cli.base import (
 )
 from workers.cli.params import INT32_MAX, Number, ResetTarget
 from workers.config.masking import clip
-from workers.ops.fmt import age, table
+from workers.ops.fmt import age, brake_text, table
 from workers.ops.status import PipelineStatus, statuses
 from workers.pulling.positions import ResetRow, edges, reset_offsets
 
@@ -72,6 +72,8 @@ def _render(row: PipelineStatus | str) -> str:
     headers = ["partition", "committed", "log start", "log end", "lag", "oldest",
                "in flight", "holder", "expires", "skipped"]  # fmt: skip
     note = "" if row.started else f"\nnothing stored yet: the first pull starts at {p.start}"
+    if row.brake is not None:
+        head += f"\nSTOPPED BY THE DEAD-LETTER BRAKE: {brake_text(row)}"
     return head + "\n" + table(headers, lines) + note
 
 

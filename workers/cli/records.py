@@ -1,4 +1,4 @@
-"""``workers produce`` and ``workers dlq show|replay``."""
+"""``workers produce`` and ``workers dlq show|replay|resume``."""
 
 from __future__ import annotations
 
@@ -24,9 +24,11 @@ from workers.cli.base import (
 )
 from workers.cli.params import INT32_MAX, Number, TopicName
 from workers.config.masking import shown
+from workers.ops.brake import brake_state, resume_brake
 from workers.ops.dlq import Letter, read_letters, reason_kind, replay, replay_positions
 from workers.ops.fmt import table
 from workers.ops.produce import RECORDS_LISTED, default_cluster, lines_of, produce_lines
+from workers.state.brake import Limits
 
 SHOW_INVALID = 10
 
@@ -169,3 +171,33 @@ def dlq_replay(state: State, pipeline: str, limit: int | None, dry_run: bool, ye
     click.echo(summary, err=as_json)
     if as_json:
         echo_json(documents.dlq_replay(config, done, False))
+
+
+@dlq.command("resume")
+@click.argument("pipeline")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@json_option("whether the brake was tripped and the trip it cleared")
+@pass_state
+def dlq_resume(state: State, pipeline: str, yes: bool, as_json: bool) -> None:
+    """Resume PIPELINE after its dead-letter brake tripped, once the cause is fixed: clear the
+    trip and the brake's counts. Its pulls go on at their next run and hand off again the
+    batches the brake held. A brake that is not tripped is left alone (exit code 0). With
+    --json the summary and the question go to stderr."""
+    ops = state.ops()
+    config = ops.pipeline(pipeline)
+    trip = brake_state(ops, config)
+    if trip is None:
+        click.echo(f"the dead-letter brake of {config.name} is not tripped; nothing to resume",
+                   err=as_json)  # fmt: skip
+        if as_json:
+            echo_json(documents.dlq_resume(config, None))
+        return
+    when = arrow.get(trip.tripped_ms / 1000).format("YYYY-MM-DD HH:mm:ss")
+    click.echo(f"pipeline {config.name}: the dead-letter brake tripped at {when} UTC: "
+               f"{trip.describe(Limits.of(config))}", err=as_json)  # fmt: skip
+    if not yes:
+        click.confirm(f"Resume pipeline {config.name}?", abort=True, err=as_json)
+    cleared = resume_brake(ops, config)
+    click.echo(f"resumed {config.name}: its pulls go on at their next run", err=as_json)
+    if as_json:
+        echo_json(documents.dlq_resume(config, cleared))

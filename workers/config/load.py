@@ -223,6 +223,11 @@ def _pipeline(
         max_in_flight=v["max_in_flight"],
         max_attempts=v["max_attempts"],
         redrive_seconds=None if v["redrive_seconds"] is None else float(v["redrive_seconds"]),
+        dead_letter_max_ratio=(
+            None if v["dead_letter_max_ratio"] is None else float(v["dead_letter_max_ratio"])
+        ),
+        dead_letter_window=v["dead_letter_window"],
+        dead_letter_max_consecutive=v["dead_letter_max_consecutive"],
     )
 
 

@@ -167,6 +167,10 @@ class PipelineConfig:
     max_in_flight: int = 16
     max_attempts: int = 3
     redrive_seconds: float | None = None
+    # The dead-letter brake (``workers.state.brake``): None switches a limit off.
+    dead_letter_max_ratio: float | None = 0.5
+    dead_letter_window: int = 1000
+    dead_letter_max_consecutive: int | None = 1000
 
 
 @dataclass(frozen=True, slots=True)

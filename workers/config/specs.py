@@ -199,4 +199,21 @@ PIPELINE: dict[str, Field] = {
         at_least(1, 86_400),
         nullable=True,
     ),
+    "dead_letter_max_ratio": Field(
+        "float",
+        "a fraction between 0 and 1 of a dead_letter_window's records, or None for no limit",
+        0.5,
+        at_least(0, 1),
+        nullable=True,
+    ),
+    "dead_letter_window": Field(
+        "int", "records as an integer between 10 and 1000000", 1000, at_least(10, 1e6)
+    ),
+    "dead_letter_max_consecutive": Field(
+        "int",
+        "an integer between 1 and 1000000000, or None for no limit",
+        1000,
+        at_least(1, 1e9),
+        nullable=True,
+    ),
 }

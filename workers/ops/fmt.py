@@ -6,6 +6,8 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from workers.state.brake import Limits
+
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     """Columns aligned to their widest cell; numbers right-aligned, text left-aligned."""
@@ -71,3 +73,11 @@ def to_json(document: Any, compact: bool = False) -> str:
     if compact:
         return json.dumps(document, separators=(",", ":"))
     return json.dumps(document, indent=2)
+
+
+def brake_text(row: Any) -> str:
+    """A tripped dead-letter brake of a ``PipelineStatus``: when, why, and how to resume."""
+    trip = row.brake
+    ago = age(max(0, row.now_ms - trip.tripped_ms) / 1000)
+    counts = trip.describe(Limits.of(row.pipeline))
+    return f"tripped {ago} ago: {counts}; resume with: workers dlq resume {row.pipeline.name}"

@@ -1,5 +1,6 @@
 """Where each partition of a pipeline stands: committed offset, log edges, lag, oldest unread
-record, batches in flight, lease holder; and the one-line view per pipeline of ``workers lag``."""
+record, batches in flight, lease holder, the dead-letter brake; and the one-line view per
+pipeline of ``workers lag``."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from workers.config import PipelineConfig
 from workers.ops.context import Ops
 from workers.pulling.positions import edges, seek
 from workers.state import stats
+from workers.state.brake import Trip
+from workers.state.brake_redis import RedisBrake
 from workers.state.leases import Holder
 from workers.state.ledger import PartitionState
 
@@ -89,6 +92,7 @@ class PipelineStatus:
     partitions: list[PartitionStatus]
     counters: dict[str, int] = field(default_factory=dict)
     now_ms: int = 0
+    brake: Trip | None = None  # the dead-letter brake's trip, while tripped
 
     @property
     def lag(self) -> int | None:
@@ -135,6 +139,7 @@ class PipelineStatus:
             "partitions_held": self.held, "counters": self.counters,
             "in_flight": {"batches": self.flight.batches, "records": self.flight.records,
                           "overdue": self.flight.overdue},
+            "brake": None if self.brake is None else self.brake.as_dict(),
             "partitions": [s.as_dict(self.now_ms) for s in self.partitions],
         }  # fmt: skip
 
@@ -172,7 +177,8 @@ def pipeline_status(ops: Ops, name: str, ages: bool = True) -> PipelineStatus:
         for p in parts
     ]  # fmt: skip
     counters = stats.read(ops.redis(), space)
-    return PipelineStatus(pipeline, rows, counters, int(time.time() * 1000))
+    brake = RedisBrake(ops.redis()).state(space)
+    return PipelineStatus(pipeline, rows, counters, int(time.time() * 1000), brake)
 
 
 def first_timestamps(

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from workers.kafka.codecs import Message
+from workers.state.brake import Tally
 from workers.state.ledger import Fence
 
 
@@ -57,6 +58,10 @@ class Run:
     records: list[Any] = field(default_factory=list)  # the batch's records, for dead letters
     batch_bytes: int = 0
     ends: dict[int, int] | None = None  # until_caught_up: each partition's log end at start
+    # Records the decoder refused since the last flush, with why: dead-lettered at the flush,
+    # after the dead-letter brake counted them with the others read (``tally``).
+    refused: list[tuple[Any, str]] = field(default_factory=list)
+    tally: Tally = field(default_factory=Tally)
 
 
 def why(status: str) -> str:

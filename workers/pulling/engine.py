@@ -21,6 +21,7 @@ from workers.pulling.cycle import Summary
 from workers.pulling.handoff import CeleryDispatcher
 from workers.pulling.puller import Puller
 from workers.runtime.logformat import log_context
+from workers.state.brake_redis import RedisBrake
 from workers.state.keys import Space
 from workers.state.leases import Owner, RedisLeases
 from workers.state.ledger_redis import RedisLedger
@@ -123,6 +124,7 @@ def pulling(
             store=RedisOffsetStore(client, ttl=settings.redis.offset_ttl_seconds),
             ledger=RedisLedger(client, ttl=settings.redis.offset_ttl_seconds),
             budget=redrive_budget(app, pipeline),
+            brake=RedisBrake(client),
             leases=RedisLeases(
                 client, Owner.current(task), pipeline.lease_ttl_seconds, token=token
             ),

@@ -1,7 +1,9 @@
 """Recording and handing off: each batch's slices go into the in-flight ledger (fenced by the
 leases) before the batch goes to Celery; a partition with ``max_in_flight`` batches
 unfinished is paused. A hand-off the broker refused leaves its batch due at once; a batch
-that cannot be encoded loses only the messages that fail alone (dead-lettered)."""
+that cannot be encoded loses only the messages that fail alone (dead-lettered). The records
+the decoder refused are counted by the dead-letter brake first: when it trips, they are
+neither dead-lettered nor recorded, and the cycle ends."""
 
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from workers.pulling.handoff import Unencodable, unencodable
 from workers.pulling.parts import Parts
 from workers.pulling.redrive import Redriver
 from workers.pulling.tickets import Ticket
+from workers.state.brake import PULL, Limits, Tally, log_still_tripped, log_tripped
 from workers.state.ledger import Slice
 
 logger = logging.getLogger(__name__)
@@ -34,6 +37,8 @@ class Outbox:
         self.consumer = parts.consumer
         self.dispatcher = parts.dispatcher
         self.dead_letters = parts.dead_letters
+        self.brake = parts.brake
+        self.limits = Limits.of(parts.pipeline)
         self.redriver = redriver
 
     def flush(self, run: Run) -> None:
@@ -41,7 +46,7 @@ class Outbox:
         dirty = sorted(p for p, c in run.cursor.items() if c != run.reach[p])
         if not dirty:
             return
-        self.dead_letters.flush()  # confirmed before the ledger moves past them
+        self._dead_letters(run)  # confirmed before the ledger moves past them
         carried = {m["partition"] for m in run.batch}
         batch_id = uuid.uuid4().hex[:16] if run.batch else ""
         slices = [
@@ -67,6 +72,33 @@ class Outbox:
             )
             raise Stop("reset" if "reset" in refused.values() else "lease_lost")
         self.pause_full(run)
+
+    def braked(self) -> bool:
+        """True while the pipeline's dead-letter brake is tripped (named in an error again at
+        most every ``REMIND_MS`` over every process)."""
+        if self.brake is None:
+            return False
+        trip, remind = self.brake.check(self.space)
+        if trip is not None and remind:
+            log_still_tripped(self.pipeline.name, trip, self.limits)
+        return trip is not None
+
+    def _dead_letters(self, run: Run) -> None:
+        """Report what was read since the last flush to the dead-letter brake, then send the
+        refused records and wait for the broker. Raises ``Stop("brake")`` (nothing sent,
+        nothing recorded: the next pull after a resume reads them again) when it is tripped."""
+        tally, refused = run.tally, run.refused
+        if self.brake is not None and self.limits is not None and tally.seen:
+            verdict = self.brake.report(self.space, self.limits, PULL, tally, tally.seen)
+            if verdict.trip is not None:
+                log_tripped(self.pipeline.name, verdict.trip, self.limits)
+            if verdict.tripped:
+                raise Stop("brake")
+        run.tally, run.refused = Tally(), []
+        for record, reason in refused:
+            self.dead_letters.send(record, reason)
+        run.summary.dead_lettered += len(refused)
+        self.dead_letters.flush()
 
     def _hand_off(self, run: Run, kept: list[tuple[Message, Any]], ticket: Ticket) -> None:
         batch = [m for m, _ in kept]

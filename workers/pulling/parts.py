@@ -1,6 +1,6 @@
 """What one owner's pull works with, shared by its cycle, re-drives and outbox: the pipeline,
 its key space and the owner's lease token, and the seams it is given (the ledger, the
-consumer, the dispatcher and the dead-letter destination)."""
+consumer, the dispatcher, the dead-letter destination and the dead-letter brake)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from workers.config import PipelineConfig
 from workers.kafka.consumer import Consumer
 from workers.kafka.deadletter import DeadLetters
 from workers.pulling.handoff import Dispatcher
+from workers.state.brake import Brake
 from workers.state.keys import Space
 from workers.state.ledger import Ledger
 
@@ -23,3 +24,4 @@ class Parts:
     consumer: Consumer
     dispatcher: Dispatcher
     dead_letters: DeadLetters
+    brake: Brake | None = None

@@ -29,6 +29,7 @@ from workers.pulling.parts import Parts
 from workers.pulling.positions import Positioner, out_of_range, seek
 from workers.pulling.redrive import Redriver
 from workers.runtime.logformat import at
+from workers.state.brake import Brake
 from workers.state.keys import Space
 from workers.state.leases import Lease, Leases
 from workers.state.ledger import Fence, Ledger, PartitionState, Slice
@@ -63,6 +64,7 @@ class Puller:
         dispatcher: Dispatcher,
         dead_letters: DeadLetters,
         budget: float,
+        brake: Brake | None = None,
         clock: Callable[[], float] = time.monotonic,
         stopping: Callable[[], bool] = lambda: False,
         until_caught_up: bool = True,
@@ -83,7 +85,9 @@ class Puller:
         self.positioner = Positioner(
             store, consumer, space, leases.token, pipeline.start, pipeline.out_of_range
         )
-        parts = Parts(pipeline, space, leases.token, ledger, consumer, dispatcher, dead_letters)
+        parts = Parts(
+            pipeline, space, leases.token, ledger, consumer, dispatcher, dead_letters, brake
+        )
         self.redriver = Redriver(parts, budget_ms=max(1, int(budget * 1000)))
         self.outbox = Outbox(parts, self.redriver)
         self.held: list[Lease] = []
@@ -96,6 +100,10 @@ class Puller:
         recorded before stays in the ledger); ``TopicMissing`` when there is nothing to read."""
         started = self.clock()
         summary = Summary(self.pipeline.name)
+        if self.outbox.braked():  # nothing is read, re-driven or recorded until a resume
+            self.release()
+            summary.stopped_by = "brake"
+            return summary
         partitions = self.consumer.partitions_for_topic(self.pipeline.topic)
         if not partitions:
             raise TopicMissing(
@@ -213,9 +221,9 @@ class Puller:
         size = len(record.value or b"") + len(record.key or b"")
         c = self.pipeline
         message = decode_or_reason(record, c.cluster, c.codec, c.max_value_bytes, c.max_depth)
+        run.tally.add(isinstance(message, str))
         if isinstance(message, str):
-            self.dead_letters.send(record, message)
-            run.summary.dead_lettered += 1
+            run.refused.append((record, message))  # sent at the flush, if the brake allows
         else:
             run.batch.append(message)
             run.records.append(record)

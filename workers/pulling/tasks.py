@@ -118,7 +118,7 @@ def consume(self: Task, pipeline: str, slot: int) -> dict[str, Any]:
                 totals["cycles"] += 1
                 for name in ("records", "delivered", "dead_lettered", "batches"):
                     totals[name] += getattr(summary, name)
-                if summary.stopped_by in ("no_partitions", "backlog"):
+                if summary.stopped_by in ("no_partitions", "backlog", "brake"):
                     _idle(config.interval, deadline)
     except BaseException:
         # A retry (or the supervisor) starts the next consumer; leave it the slot.

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Iterable
+from functools import partial
 from typing import Any
 
 from celery import Task, shared_task
@@ -20,17 +21,21 @@ from celery.utils.time import get_exponential_backoff_interval
 
 from workers.config.masking import mask_text, secrets_in
 from workers.connections import connections_for
-from workers.exceptions import RecoverableError
+from workers.exceptions import BrakeTripped, RecoverableError
 from workers.kafka.deadletter import short_reason
 from workers.pulling.tickets import HEADER, Position, Ticket, read
 from workers.runtime.logformat import log_context, slices_context
+from workers.stages.braking import stage_run
 from workers.stages.letters import dead_letter
+from workers.state.brake import Brake, Limits
+from workers.state.brake_redis import RedisBrake
 from workers.state.ledger_redis import RedisLedger
 
 logger = logging.getLogger(__name__)
 
-# Control flow of Celery and time limits go through untouched: they are not item failures.
-_THROUGH = (Retry, Ignore, Reject, SoftTimeLimitExceeded)
+# Control flow of Celery and time limits go through untouched: they are not item failures;
+# neither is the dead-letter brake refusing the letters of a run (its batch is held).
+_THROUGH = (Retry, Ignore, Reject, SoftTimeLimitExceeded, BrakeTripped)
 
 
 def failure_reason(stage: str, exc: BaseException, secrets: Iterable[str] = ()) -> str:
@@ -69,7 +74,13 @@ class Stage(Task):  # type: ignore[misc]
             first = where is not None and where.first and not self.request.retries
             if first and where is not None and not self._begin(where):
                 raise Ignore()  # and the rest of the chain with it: it must not finish
-            result = self._isolated(items, args, kwargs)
+            try:
+                ticket = None if where is None else where.ticket
+                with stage_run(self.name, ticket, items, partial(self._brake, ticket)):
+                    result = self._isolated(items, args, kwargs)
+            except BrakeTripped as tripped:
+                self._hold(where, tripped)
+                raise Ignore() from None  # the batch stays unfinished: nothing moves past it
             if where is not None and where.last:
                 self._finish(where)
             return result
@@ -109,6 +120,29 @@ class Stage(Task):  # type: ignore[misc]
             self._ledger().finish(where.ticket.space, where.ticket.slices)
         except RecoverableError as exc:  # run again: stages are idempotent
             raise self._retry_later(exc) from exc
+
+    def _brake(self, ticket: Ticket | None) -> tuple[Brake, Limits] | None:
+        """The dead-letter brake of the batch's pipeline and its limits; None: it has none."""
+        connections = connections_for(self.app)
+        pipeline = None if ticket is None else connections.settings.pipelines.get(ticket.pipeline)
+        limits = None if pipeline is None else Limits.of(pipeline)
+        return None if limits is None else (RedisBrake(connections.redis()), limits)
+
+    def _hold(self, where: Position | None, tripped: BrakeTripped) -> None:
+        """The dead-letter brake holds this batch: it stays in the ledger unfinished, due at
+        once and without the start it took (the brake, not the batch, stopped it), and its
+        owner hands it off again once the brake is resumed."""
+        if where is None:
+            return
+        try:
+            self._ledger().expedite(where.ticket.space, where.ticket.slices, unstart=True)
+        except RecoverableError as exc:  # then it is handed off again when due
+            logger.warning("%s: cannot make held batch %s due: %s", self.name, where.ticket, exc)
+        logger.warning(
+            "%s: batch %s held by the dead-letter brake of pipeline %s (not dead-lettered, "
+            "not finished); it is handed off again once the brake is resumed",
+            self.name, where.ticket, tripped.pipeline,
+        )  # fmt: skip
 
     def _secrets(self) -> set[str]:
         return secrets_in(self.app.conf, os.environ)

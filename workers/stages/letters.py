@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from workers.connections import connections_for
 from workers.kafka.codecs import PlainRecord
 from workers.kafka.deadletter import DeadLetters, Header
+from workers.stages import braking
 
 if TYPE_CHECKING:
     from workers.pulling.tickets import Ticket
@@ -122,7 +123,11 @@ def dead_letter(
     """Send ``(item, reason)`` pairs to their pipeline's dead-letter topic and wait for the
     broker to confirm them; returns how many were sent. Raises ``RecoverableError`` if the
     broker did not confirm them (retry the task), ``ValueError`` for an item that has no
-    coordinates and no ``ticket`` to place it."""
+    coordinates and no ``ticket`` to place it, ``BrakeTripped`` (nothing sent) when called in
+    a stage whose pipeline's dead-letter brake is tripped or these letters trip it. In a
+    stage, ``ticket`` defaults to its batch's."""
+    braking.check(refused)
+    ticket = ticket or braking.current_ticket()
     connections = connections_for(app)
     settings = connections.settings
     letters: dict[tuple[str, str], DeadLetters] = {}

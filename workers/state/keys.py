@@ -2,7 +2,7 @@
 
 Keys of one (cluster, group, topic) share a Redis Cluster hash tag, so one Lua script may
 touch all of them (offsets, reset generations, leases, the in-flight ledger, fencing epochs,
-members).
+members, the dead-letter brake).
 """
 
 from __future__ import annotations
@@ -11,7 +11,16 @@ from dataclasses import dataclass
 from typing import Literal
 
 Kind = Literal[
-    "offsets", "generations", "lease", "ledger", "epochs", "members", "skipped", "slot", "stats"
+    "offsets",
+    "generations",
+    "lease",
+    "ledger",
+    "epochs",
+    "members",
+    "skipped",
+    "slot",
+    "stats",
+    "brake",
 ]
 # Kinds with one key per partition (lease, ledger) or per consumer slot (slot).
 _NUMBERED = ("lease", "ledger", "slot")

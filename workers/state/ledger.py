@@ -147,8 +147,10 @@ class Ledger(Protocol):
         more hand-off, starts kept) or new halves (fresh counts). Fenced like ``record``.
         Returns ``redriven``, ``finished`` (it finished meanwhile) or a refusal."""
 
-    def expedite(self, space: Space, slices: Sequence[Slice]) -> None:
-        """Make slices due now (their hand-off failed: re-drive them at the next cycle)."""
+    def expedite(self, space: Space, slices: Sequence[Slice], *, unstart: bool = False) -> None:
+        """Make slices due now (their hand-off failed: re-drive them at the next cycle). With
+        ``unstart``, also take back one start (a stage held the batch for the dead-letter
+        brake: the batch did not fail, and must not be split for it)."""
 
 
 def covers(entry: InFlight, parts: Sequence[Slice]) -> None:

@@ -160,17 +160,21 @@ return 'redriven'
 """
 )
 
-# KEYS: one ledger key per slice. ARGV: batch per slice.
+# KEYS: one ledger key per slice. ARGV: starts to take back (0 or 1), then batch per slice.
 EXPEDITE = (
     _LIB
     + """
 local now = clock()
+local unstart = tonumber(ARGV[1])
 for i = 1, #KEYS do
-  local field = 'b:' .. ARGV[i]
+  local field = 'b:' .. ARGV[i + 1]
   local raw = redis.call('HGET', KEYS[i], field)
   local s, e, h, st
   if raw then s, e, h, st = string.match(raw, '^(%d+) (%d+) (%d+) (%d+) %d+$') end
-  if s then redis.call('HSET', KEYS[i], field, entry(s, e, h, st, now)) end
+  if s then
+    st = math.max(0, tonumber(st) - unstart)
+    redis.call('HSET', KEYS[i], field, entry(s, e, h, st, now))
+  end
 end
 return 0
 """

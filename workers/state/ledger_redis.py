@@ -173,12 +173,12 @@ class RedisLedger:
         with translated(f"re-drive a batch of {space}"):
             return _text(self._redrive(keys=keys, args=args))
 
-    def expedite(self, space: Space, slices: Sequence[Slice]) -> None:
+    def expedite(self, space: Space, slices: Sequence[Slice], *, unstart: bool = False) -> None:
         if not slices:
             return
         keys = [space.key("ledger", s.partition) for s in slices]
         with translated(f"expedite batches of {space}"):
-            self._expedite(keys=keys, args=[s.batch for s in slices])
+            self._expedite(keys=keys, args=[int(unstart), *(s.batch for s in slices)])
 
 
 def _settled(rows: Sequence[Sequence[Any]]) -> dict[int, Settled]:

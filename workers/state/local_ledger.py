@@ -150,10 +150,12 @@ class MemoryLedger:
                 )
             return "redriven"
 
-    def expedite(self, space: Space, slices: Sequence[Slice]) -> None:
+    def expedite(self, space: Space, slices: Sequence[Slice], *, unstart: bool = False) -> None:
         with self.state.lock:
             now = self.state.now_ms()
             for s in slices:
                 books = self.state.books.get(space, {}).get(s.partition)
                 if books is not None and s.batch in books.in_flight:
-                    books.in_flight[s.batch] = replace(books.in_flight[s.batch], due_ms=now)
+                    entry = books.in_flight[s.batch]
+                    starts = max(0, entry.starts - int(unstart))
+                    books.in_flight[s.batch] = replace(entry, due_ms=now, starts=starts)

@@ -1,6 +1,7 @@
 """Pull counters per pipeline, for operators (``workers lag``, the demo): a Redis hash.
 
-Counters are added after each pull cycle; they are statistics, not a ledger. The stored
+Counters are added after each pull cycle (``brake_trips`` by the dead-letter brake's script);
+they are statistics, not a ledger. The stored
 offsets stay the truth of what was read (a cycle cut short by a crash may have committed
 batches it never counted).
 """
@@ -27,6 +28,7 @@ COUNTERS = (
     "redriven",
     "split",
     "abandoned",
+    "brake_trips",
 )
 
 

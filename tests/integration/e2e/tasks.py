@@ -83,3 +83,16 @@ def leaky(self: Any, batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
     if any(message["value"].get("fail") for message in batch):
         raise ValueError(f"authentication with {secret} failed")
     return batch
+
+
+@stage(name="e2e.strict", bind=True)
+def strict(self: Any, batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A stage from a bad deploy: it dead-letters every message, until the fixed deploy
+    (the key ``<prefix>:e2e:fixed``) is out; then it counts each message as ``record`` does."""
+    from workers.stages.letters import dead_letter
+
+    if not _redis().exists(os.environ["E2E_PREFIX"] + ":e2e:fixed"):
+        dead_letter(self.app, [(m, "invalid event: the bad deploy refuses it") for m in batch])
+        return []
+    result: list[dict[str, Any]] = record.run(batch)
+    return result
