@@ -47,7 +47,10 @@ def table(report: Report) -> str:
     lines = [f"{label:<{width}}  {report.counts.get(key, '-')}" for key, label in ROWS]
     for p, (stored, end) in report.stuck.items():
         lines.append(f"  partition {p}: stored {stored}, log end {end}")
-    faults = Counter(f["kind"] for f in report.faults)
+    faults = Counter(
+        f["kind"] + (" (skipped)" if str(f.get("detail", "")).startswith("skipped") else "")
+        for f in report.faults
+    )
     lines.append("faults: " + ", ".join(f"{k} x{n}" for k, n in sorted(faults.items())))
     for key in ("lost_first_stage", "lost_state"):
         if report.samples.get(key):
