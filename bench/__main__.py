@@ -16,17 +16,23 @@ from typing import Any
 from bench import e2e, latency, memory, throughput
 from bench.events import stream
 from bench.kafka_io import delete_topics, fill
-from bench.report import LABELS, Figure, machine, table, targets, write
+from bench.origin import origin
+from bench.report import LABELS, Figure, machine, ratios, table, targets, write
 from bench.services import Services, services
 from workers.testing import create_topics
 
-SCENARIOS = ("raw", "pull", "e2e", "latency", "memory")
+SCENARIOS = ("raw", "origin", "pull", "e2e", "latency", "memory")
+READERS: dict[str, Callable[..., float]] = {
+    "raw": throughput.raw,
+    "origin": origin,
+    "pull": throughput.pull,
+}
 DEFAULT_JSON = Path(__file__).resolve().parent / "results.json"
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    p.add_argument("--records", type=int, help="records read by raw and pull (300000)")
+    p.add_argument("--records", type=int, help="records read by raw, origin and pull (300000)")
     p.add_argument("--e2e-records", type=int, help="events per end-to-end run (100000)")
     p.add_argument("--memory-records", type=int, help="backlog of the memory run (1000000)")
     p.add_argument("--memory-baseline", type=int, default=10_000,
@@ -84,17 +90,17 @@ def run(args: argparse.Namespace, svc: Services, tmp: Path) -> dict[str, Any]:
     notes: list[str] = []
     topics: list[str] = []
     try:
-        if only & {"raw", "pull"}:
+        readers = [name for name in READERS if name in only]
+        if readers:
             topic, ends = filled(svc, "warm-up", min(5000, args.records), args.partitions)
             topics.append(topic)
-            throughput.raw(svc, topic, ends)  # imports, connections, scripts: not measured
-            throughput.pull(svc, topic, ends)
+            for name in readers:  # imports, connections, scripts: not measured
+                READERS[name](svc, topic, ends)
             topic, ends = filled(svc, "read", args.records, args.partitions)
             topics.append(topic)
-            for i in range(args.repeat):  # interleaved, so that drift hits both
-                for name in ("raw", "pull"):
-                    if name in only:
-                        measure(figures, name, i + 1, getattr(throughput, name), svc, topic, ends)
+            for i in range(args.repeat):  # interleaved, so that drift hits all alike
+                for name in readers:
+                    measure(figures, name, i + 1, READERS[name], svc, topic, ends)
         if "e2e" in only:
             topic, _ = filled(svc, "e2e", args.e2e_records, args.partitions)
             topics.append(topic)
@@ -135,8 +141,9 @@ def run(args: argparse.Namespace, svc: Services, tmp: Path) -> dict[str, Any]:
     finally:
         delete_topics(svc.kafka, topics)
     shown = {k: f.as_dict(LABELS[k][1]) for k, f in figures.items()}
+    medians = {k: v["median"] for k, v in shown.items()}
     return {"figures": shown, "details": details, "notes": notes,
-            "targets": targets({k: v["median"] for k, v in shown.items()})}  # fmt: skip
+            "ratios": ratios(medians), "targets": targets(medians)}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

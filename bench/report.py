@@ -1,5 +1,5 @@
-"""Figures (median, min, max of the repetitions), the targets as ratios of medians measured in
-the same run, the machine, the printed table and the JSON file."""
+"""Figures (median, min, max of the repetitions), the ratios of the readers and the targets, as
+ratios of medians measured in the same run, the machine, the printed table and the JSON file."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from typing import Any
 
 LABELS = {
     "raw": ("raw consumer (kafka-python, assign + poll)", "records/s"),
+    "origin": ("origin's take() (GET, seek, poll, SET, 1 Celery message)", "records/s"),
     "pull": ("pull path (lease, seek, poll, decode, hand-off, commit)", "records/s"),
     "e2e_1": ("end to end, 1 worker process", "events/s"),
     "e2e_2": ("end to end, 2 worker processes", "events/s"),
@@ -64,6 +65,18 @@ TARGETS = (
     Target("worker RSS under the backlog <= 1.5 x RSS after 10,000 records", ("memory_ratio",),
            lambda m: m["memory_ratio"], lambda v: v <= 1.5, "{:.2f} x"),
 )  # fmt: skip
+
+
+# The readers side by side: (numerator, denominator), each a median of the same run.
+RATIOS = (("pull", "origin"), ("pull", "raw"), ("origin", "raw"))
+
+
+def ratios(medians: dict[str, float]) -> list[dict[str, Any]]:
+    return [
+        {"ratio": f"{a} / {b}", "value": round(medians[a] / medians[b], 3)}
+        for a, b in RATIOS
+        if a in medians and b in medians and medians[b]
+    ]
 
 
 def machine(broker: str) -> dict[str, Any]:
@@ -124,6 +137,10 @@ def table(result: dict[str, Any]) -> str:
         )
     for note in result.get("notes", []):
         lines.append(f"  {note}")
+    if result.get("ratios"):
+        lines += ["", f"{'ratio (medians of this run)':<64}{'measured':>20}"]
+        for r in result["ratios"]:
+            lines.append(f"{r['ratio']:<64}{r['value']:>18.2f} x")
     lines += ["", f"{'target':<64}{'measured':>20}  result"]
     for t in result["targets"]:
         lines.append(f"{t['target']:<64}{t['shown']:>20}  {'met' if t['met'] else 'MISSED'}")

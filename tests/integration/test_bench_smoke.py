@@ -17,6 +17,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
 FIGURES = (
     "raw",
+    "origin",
     "pull",
     "e2e_1",
     "e2e_2",
@@ -53,6 +54,9 @@ def test_quick_run_writes_every_section_with_numbers(
         assert figure["runs"], name
         assert all(number(v) for v in [*figure["runs"], figure["median"], figure["min"]]), name
         assert figure["min"] <= figure["median"] <= figure["max"], name
+    ratios = {r["ratio"]: r["value"] for r in result["ratios"]}
+    assert set(ratios) == {"pull / origin", "pull / raw", "origin / raw"}
+    assert all(number(v) and v > 0 for v in ratios.values())
     assert len(result["targets"]) == 5
     assert all(number(t["value"]) and isinstance(t["met"], bool) for t in result["targets"])
     (memory,) = result["details"]["memory"]
@@ -65,4 +69,4 @@ def test_quick_run_writes_every_section_with_numbers(
     assert {run["mode"] for run in result["details"]["latency"]} == {"long_lived", "beat"}
     machine = result["machine"]
     assert machine["cores"] >= 1 and machine["python"] and machine["kafka-python"]
-    assert "target" in done.stdout  # the table was printed
+    assert "target" in done.stdout and "pull / origin" in done.stdout  # the table was printed
