@@ -22,6 +22,7 @@ from kafka.errors import KafkaError
 from workers.config import Settings
 from workers.connections.outages import Outages, shown
 from workers.exceptions import RecoverableError
+from workers.kafka import resume_fix
 from workers.runtime.logmask import guard_kafka_logs, option_secrets
 
 logger = logging.getLogger(__name__)
@@ -64,6 +65,8 @@ def build(
         built = options()
         if kind != "redis":  # kafka-python logs what it sends at DEBUG: never the secrets
             guard_kafka_logs(option_secrets(built))
+        if kind == "consumer":  # a resumed partition is fetched again (see the module)
+            resume_fix.install()
         return factory(**built)
     except (KafkaError, OSError, redis.RedisError) as exc:
         outages.failed(kind, name, exc)
