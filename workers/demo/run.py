@@ -18,6 +18,7 @@ from celery import Celery
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
+from workers.cli.base import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_UNAVAILABLE
 from workers.demo import CONSUME_QUEUE, QUEUE, TOPIC, events
 from workers.demo.progress import Screen, Snapshot, line, snapshot
 from workers.demo.services import CeleryCommand, RedisServer, ServiceUnavailable, TansuBroker
@@ -26,9 +27,6 @@ from workers.ops.context import Ops
 from workers.ops.topics import create_topics
 
 SETTLE_TIMEOUT = 120.0
-# The exit code when a service the demo needs is missing or did not start: the ``workers``
-# command's EXIT_UNAVAILABLE (2 is a bad argument).
-SERVICE_UNAVAILABLE = 3
 
 
 class Demo:
@@ -178,12 +176,13 @@ class Demo:
 
 def run_demo(duration: float, rate: float, keep: bool, seed: int | None,
              out: TextIO | None = None) -> int:  # fmt: skip
-    """Run the demo; returns the exit code: 0 the summary reconciles, 1 it does not,
-    ``SERVICE_UNAVAILABLE`` a service is missing or did not start, 130 interrupted."""
+    """Run the demo; returns the ``workers`` command's exit code: ``EXIT_OK`` the summary
+    reconciles, ``EXIT_FAILED`` it does not, ``EXIT_UNAVAILABLE`` a service is missing or did
+    not start, ``EXIT_INTERRUPTED`` interrupted."""
     out = out or sys.stdout
     demo = Demo(duration, rate, seed, out)
     previous = signal.signal(signal.SIGTERM, _interrupt)
-    code = 1
+    code = EXIT_FAILED
     finished = False  # only a demo that ran to its summary leaves services up for --keep
     try:
         ops = demo.start()
@@ -194,14 +193,14 @@ def run_demo(duration: float, rate: float, keep: bool, seed: int | None,
         summary = summarize(ops, demo.made, snap)
         for text in summary.lines():
             demo.screen.say(text)
-        code = 0 if summary.ok else 1
+        code = EXIT_OK if summary.ok else EXIT_FAILED
         finished = True
     except KeyboardInterrupt:
         demo.screen.say("interrupted: stopping everything the demo started")
-        code = 130
+        code = EXIT_INTERRUPTED
     except ServiceUnavailable as exc:
         demo.screen.say(f"cannot run the demo: {exc}")
-        code = SERVICE_UNAVAILABLE
+        code = EXIT_UNAVAILABLE
     finally:
         signal.signal(signal.SIGTERM, previous)
         if keep and finished:
