@@ -10,9 +10,10 @@ from __future__ import annotations
 import contextlib
 import json
 import signal
+import subprocess
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -249,16 +250,13 @@ def test_lag_json_watch_prints_one_document_per_refresh_on_one_line(
 ) -> None:
     proc = cli.subprocess(tmp_path, "lag", "--json", "--watch", "--interval", "0.5")
     assert proc.stdout is not None
-    docs = []
-    try:
-        for line in proc.stdout:
-            docs.append(json.loads(line))
-            if len(docs) == 3:
-                proc.send_signal(signal.SIGINT)
-                break
-        out, err = proc.communicate(timeout=30)
-    finally:
-        proc.kill()
+    docs: list[Any] = []
+
+    def third_document(line: str) -> bool:
+        docs.append(json.loads(line))
+        return len(docs) == 3
+
+    out, err = _ctrl_c_when(proc, proc.stdout, third_document)
     assert proc.returncode == 0, err
     assert all(set(d) == {"ok", "time_ms", "pipelines", "errors"} for d in docs)
     assert all(set(r) == LAG_KEYS for d in docs for r in d["pipelines"])
@@ -275,16 +273,16 @@ def test_lag_watch_refreshes_until_ctrl_c_then_exits_0(
     proc = cli.subprocess(tmp_path, "lag", "--watch", "--interval", "3")
     assert proc.stdout is not None
     refreshes = 0
-    try:
-        for line in proc.stdout:
-            refreshes += "Ctrl-C to stop" in line
-            if refreshes == 2 and line.startswith("b  "):
-                time.sleep(1)  # well inside the 3 s pause after a refresh (see the xfail below)
-                proc.send_signal(signal.SIGINT)
-                break
-        out, err = proc.communicate(timeout=30)
-    finally:
-        proc.kill()
+
+    def second_refresh_shown(line: str) -> bool:
+        nonlocal refreshes
+        refreshes += "Ctrl-C to stop" in line
+        if refreshes == 2 and line.startswith("b  "):
+            time.sleep(1)  # well inside the 3 s pause after a refresh (see the xfail below)
+            return True
+        return False
+
+    out, err = _ctrl_c_when(proc, proc.stdout, second_refresh_shown)
     assert refreshes == 2
     assert proc.returncode == 0, err
 
@@ -296,12 +294,21 @@ def test_lag_watch_exits_0_on_ctrl_c_during_a_refresh(cli: Cli, tmp_path: Path) 
     cli.conf["workers_pipelines"] = {"p": pipeline("t")}
     proc = cli.subprocess(tmp_path, "-v", "--timeout", "60", "lag", "--watch")
     assert proc.stderr is not None
+    # Bootstrapping (for up to 60 s): inside the refresh.
+    out, err = _ctrl_c_when(proc, proc.stderr, lambda line: "bootstrap" in line.lower())
+    assert proc.returncode == 0, err
+
+
+def _ctrl_c_when(
+    proc: subprocess.Popen[str], lines: Iterable[str], when: Callable[[str], bool]
+) -> tuple[str, str]:
+    """Ctrl-C (SIGINT) ``proc`` at the first of ``lines`` for which ``when`` is true, then its
+    remaining stdout and stderr; it is killed if it is still running after that."""
     try:
-        for line in proc.stderr:  # bootstrapping (for up to 60 s): inside the refresh
-            if "bootstrap" in line.lower():
+        for line in lines:
+            if when(line):
                 proc.send_signal(signal.SIGINT)
                 break
-        out, err = proc.communicate(timeout=30)
+        return proc.communicate(timeout=30)
     finally:
         proc.kill()
-    assert proc.returncode == 0, err
