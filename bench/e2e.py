@@ -34,11 +34,18 @@ def window_rate(samples: list[tuple[float, int]], total: int, low: float = LOW,
 
 
 def run(
-    svc: Services, topic: str, total: int, processes: int, tmp: Path, timeout: float = 900
+    svc: Services,
+    topic: str,
+    total: int,
+    processes: int,
+    tmp: Path,
+    execution: str = "chain",
+    timeout: float = 900,
 ) -> dict[str, Any]:
-    """Events per second through the whole pipeline with ``processes`` worker processes, and
-    the CPU time each kind of process spent per event in the same window."""
-    with alarm_pipeline(svc, topic, tmp) as (cluster, progress):
+    """Events per second through the whole pipeline with ``processes`` worker processes and
+    the stages run as ``execution`` says (``chain`` or ``fused``), and the CPU time each kind
+    of process spent per event in the same window."""
+    with alarm_pipeline(svc, topic, tmp, execution=execution) as (cluster, progress):
         worker = cluster.worker(concurrency=processes)
         beat = cluster.beat()
         cpu = CpuMeter(lambda: roles(svc, worker, beat))
@@ -56,19 +63,22 @@ def run(
                 raise TimeoutError(f"end to end: {built} of {total} events after {timeout} s")
             time.sleep(0.1)
         rate = window_rate(samples, total)
-        return {"processes": processes, "events_per_second": round(rate, 1),
+        return {"processes": processes, "execution": execution,
+                "events_per_second": round(rate, 1),
                 **cpu.between(int((HIGH - LOW) * total))}  # fmt: skip
 
 
 @contextmanager
-def alarm_pipeline(svc: Services, topic: str, tmp: Path) -> Iterator[tuple[Cluster, Progress]]:
+def alarm_pipeline(
+    svc: Services, topic: str, tmp: Path, **overrides: Any
+) -> Iterator[tuple[Cluster, Progress]]:
     """The reference alarm pipeline over ``topic`` with its own output topic, Redis prefix and
     Celery queue; the processes the caller starts on the cluster are stopped afterwards and
     everything the run made is removed."""
     prefix, queue = names()
     output = f"{prefix}-alerts"
     create_topics(svc.kafka, {output: 6})
-    conf = pipeline(topic, interval=INTERVAL, max_queue_length=MAX_QUEUE)
+    conf = pipeline(topic, interval=INTERVAL, max_queue_length=MAX_QUEUE, **overrides)
     cluster = Cluster(svc.env(prefix, queue, {"bench": conf}, BENCH_OUTPUT=output), tmp, queue)
     client = svc.redis()
     try:

@@ -99,6 +99,7 @@ def test_pipeline_defaults() -> None:
         group="workers",
         tasks=("a.b",),
         batch_size=500,
+        execution="chain",
         mode="beat",
         interval=1.0,
         concurrency=1,
@@ -122,6 +123,7 @@ def test_pipeline_values_are_kept() -> None:
     values = {
         "group": "g",
         "batch_size": 50,
+        "execution": "fused",
         "mode": "long_lived",
         "interval": 2,
         "concurrency": 4,

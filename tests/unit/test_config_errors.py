@@ -153,6 +153,7 @@ BAD_CONFIGS = [
     bad("concurrency-too-high", f"{P}.concurrency", (f"{P}.concurrency", 257)),
     bad("bad-mode", f"{P}.mode", (f"{P}.mode", "stream")),
     bad("bad-codec", f"{P}.codec", (f"{P}.codec", "xml")),
+    bad("bad-execution", f"{P}.execution", (f"{P}.execution", "parallel")),
     bad("bad-start", f"{P}.start", (f"{P}.start", "yesterday")),
     bad("bad-start-latest-n", f"{P}.start", (f"{P}.start", "latest-x")),
     bad("bad-out-of-range", f"{P}.out_of_range", (f"{P}.out_of_range", "middle")),

@@ -15,6 +15,7 @@ from workers.exceptions import RecoverableError
 from workers.kafka.codecs import fast_json
 from workers.pulling.handoff import (
     FAST_JSON,
+    FUSED_TASK,
     PUBLISH_RETRY,
     CeleryDispatcher,
     Unencodable,
@@ -249,3 +250,40 @@ def test_hand_off_publishes_one_json_message_per_batch_and_backlog_counts_them(
         where is not None and where.ticket == TICKET and (where.first, where.last) == (True, False)
     )
     assert [(x.stage, x.last) for x in links if x is not None] == [(2, True), (1, False)]
+
+
+def test_a_fused_pipeline_hands_off_one_message_running_every_stage(
+    app: Celery, routed: str
+) -> None:
+    fused = PipelineConfig(
+        name="alarms", cluster="common", topic="events", group="g1", tasks=TASKS,
+        execution="fused",
+    )  # fmt: skip
+
+    def body(batch: Any) -> Any:
+        return batch
+
+    for i, name in enumerate(TASKS):  # registered here, with limits of their own
+        app.task(name=name, shared=False, soft_time_limit=10 + i, time_limit=20 + i)(body)
+
+    sig = CeleryDispatcher(app, fused).signature(BATCH, TICKET)
+
+    assert sig.task == FUSED_TASK
+    assert (sig.args, sig.kwargs) == ((BATCH,), {"stages": list(TASKS)})
+    where = read(sig.options["headers"][HEADER])
+    assert where is not None and where.first and where.last  # starts and finishes the batch
+    assert sig.options["queue"] == routed  # where the first stage is routed
+    assert (sig.options["soft_time_limit"], sig.options["time_limit"]) == (33.0, 63.0)
+
+
+def test_a_fused_pipeline_whose_stages_are_not_known_here_gets_the_workers_limits(
+    app: Celery,
+) -> None:
+    fused = PipelineConfig(
+        name="alarms", cluster="common", topic="events", group="g1", tasks=TASKS,
+        execution="fused",
+    )  # fmt: skip
+
+    sig = CeleryDispatcher(app, fused).signature(BATCH, TICKET)
+
+    assert "time_limit" not in sig.options and "soft_time_limit" not in sig.options

@@ -202,6 +202,7 @@ def _pipeline(
         group=v["group"] or default_group,
         tasks=v["tasks"],
         batch_size=v["batch_size"],
+        execution=v["execution"],
         mode=v["mode"],
         interval=float(v["interval"]),
         concurrency=v["concurrency"],

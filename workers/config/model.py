@@ -12,6 +12,7 @@ from workers.config.kafka_options import SECRET_OPTIONS
 from workers.config.masking import MASK, mask_url, shown
 
 Mode = Literal["beat", "long_lived"]
+Execution = Literal["chain", "fused"]
 Codec = Literal["json", "text", "base64"]
 OutOfRange = Literal["earliest", "latest"]
 
@@ -146,6 +147,8 @@ class PipelineConfig:
     group: str
     tasks: tuple[str, ...]
     batch_size: int = 500
+    # "chain": one Celery task per stage, chained; "fused": the stages in one task per batch.
+    execution: Execution = "chain"
     mode: Mode = "beat"
     interval: float = 1.0
     concurrency: int = 1

@@ -154,6 +154,7 @@ PIPELINE: dict[str, Field] = {
     "max_seconds": Field(
         "float", "seconds as a number between 0.1 and 300", 5.0, at_least(0.1, 300)
     ),
+    "execution": Field("str", "'chain' or 'fused'", "chain", choice("chain", "fused")),
     "codec": Field("str", "'json', 'text' or 'base64'", "json", choice("json", "text", "base64")),
     "dead_letter_topic": Field("str", "a Kafka topic name", None, topic_name, nullable=True),
     "out_of_range": Field(

@@ -36,6 +36,7 @@ logger = logging.getLogger(__name__)
 PUBLISH_RETRY = {"max_retries": 3, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 2}
 
 FAST_JSON = "workers-json"
+FUSED_TASK = "workers.stages.fused"  # workers.stages.fused.NAME (not imported: no cycle)
 registry: Any = _registry  # kombu's serializers (untyped)
 _kombu_dumps: Any = kombu_json.dumps
 
@@ -120,6 +121,7 @@ class CeleryDispatcher:
         self._publish: dict[str, Any] = {"retry": True, "retry_policy": PUBLISH_RETRY}
         if app.conf.task_serializer == "json" and _register_fast_json():
             self._publish["serializer"] = FAST_JSON
+        self._fused_limits = self._limits() if pipeline.execution == "fused" else {}
 
     def _routed_queue(self, task: str) -> str:
         queue = self.app.amqp.router.route({}, task)["queue"]
@@ -127,14 +129,41 @@ class CeleryDispatcher:
 
     def signature(self, batch: Sequence[Message], ticket: Ticket) -> Signature:
         """The chain for one batch (messages are plain JSON, never pickled), each stage with
-        the ticket and its position in the chain."""
+        the ticket and its position in the chain; with ``execution: "fused"``, one message
+        of ``workers.stages.fused`` that runs every stage (see that module)."""
         tasks = self.pipeline.tasks
+        if self.pipeline.execution == "fused":
+            return self.app.signature(
+                FUSED_TASK,
+                args=(list(batch),),
+                kwargs={"stages": list(tasks)},
+                headers=ticket.header(0, 1),
+                queue=self.queue,
+                **self._fused_limits,
+            )
         stages = [
             self.app.signature(name, headers=ticket.header(i, len(tasks)), **self._options)
             for i, name in enumerate(tasks)
         ]
         stages[0].args = (list(batch),)
         return stages[0] if len(stages) == 1 else chain(*stages)
+
+    def _limits(self) -> dict[str, float]:
+        """A fused batch's time limits: the sums of its stages' (each task's own, else the
+        app's ``task_soft_time_limit``/``task_time_limit``); none when a stage has none or
+        is not registered here (the worker's defaults apply then)."""
+        soft = hard = 0.0
+        conf = self.app.conf
+        for name in self.pipeline.tasks:
+            task = self.app.tasks.get(name)
+            if task is None:
+                return {}
+            one_soft = getattr(task, "soft_time_limit", None) or conf.task_soft_time_limit
+            one_hard = getattr(task, "time_limit", None) or conf.task_time_limit
+            if not one_soft or not one_hard:
+                return {}
+            soft, hard = soft + float(one_soft), hard + float(one_hard)
+        return {"soft_time_limit": soft, "time_limit": hard}
 
     def hand_off(self, batch: Sequence[Message], ticket: Ticket) -> None:
         try:

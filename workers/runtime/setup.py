@@ -61,6 +61,7 @@ def setup(app: Celery) -> None:
         _merge_schedule(app)
     import workers.alarms.tasks  # noqa: F401 - registers the shared tasks
     import workers.pulling.tasks  # noqa: F401
+    import workers.stages.fused  # noqa: F401
 
 
 def _merge_schedule(sender: Celery, **_: Any) -> None:

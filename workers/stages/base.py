@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -59,11 +60,11 @@ class Stage(Task):  # type: ignore[misc]
     retry_backoff = 2
     retry_backoff_max = 60
     retry_jitter = True
-    max_retries = 8
+    max_retries: int | None = 8
     acks_late = True
     reject_on_worker_lost = True
-    soft_time_limit = 100
-    time_limit = 120
+    soft_time_limit: float | None = 100
+    time_limit: float | None = 120
     #: Unexpected exceptions of a whole batch are retried this often before bisecting it.
     failure_retries = 2
 
@@ -74,10 +75,13 @@ class Stage(Task):  # type: ignore[misc]
             first = where is not None and where.first and not self.request.retries
             if first and where is not None and not self._begin(where):
                 raise Ignore()  # and the rest of the chain with it: it must not finish
+            ticket = None if where is None else where.ticket
+            attempt = Attempt(
+                self.request.retries, self._retry_later, ticket, bool(self.request.called_directly)
+            )
             try:
-                ticket = None if where is None else where.ticket
                 with stage_run(self.name, ticket, items, partial(self._brake, ticket)):
-                    result = self._isolated(items, args, kwargs)
+                    result = self._isolated(items, args, kwargs, attempt)
             except BrakeTripped as tripped:
                 self._hold(where, tripped)
                 raise Ignore() from None  # the batch stays unfinished: nothing moves past it
@@ -159,31 +163,37 @@ class Stage(Task):  # type: ignore[misc]
 
     # -- isolation -------------------------------------------------------------------------
 
-    def _isolated(self, items: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    def _isolated(
+        self, items: Any, args: tuple[Any, ...], kwargs: dict[str, Any], attempt: Attempt
+    ) -> Any:
+        """The body on ``items``, inside the isolation boundary: recoverable errors retry
+        (``attempt.retry``), other failures retry ``failure_retries`` times, then bisect."""
         try:
             return self.run(items, *args, **kwargs)
         except _THROUGH:
             raise
         except RecoverableError as exc:
-            raise self._retry_later(exc) from exc
+            raise attempt.retry(exc) from exc
         except Exception as exc:
-            if self.request.called_directly or not isinstance(items, list) or not items:
+            if attempt.direct or not isinstance(items, list) or not items:
                 raise
-            if self.request.retries < self.failure_retries:
+            if attempt.retries < self.failure_retries:
                 logger.warning(
                     "%s: a batch of %d items failed (%s); retrying it before isolating",
                     self.name, len(items), failure_reason(self.name, exc, self._secrets()),
                 )  # fmt: skip
-                raise self._retry_later(exc) from exc
-            return self._bisect(items, args, kwargs)
+                raise attempt.retry(exc) from exc
+            return self._bisect(items, args, kwargs, attempt)
 
-    def _bisect(self, items: list[Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    def _bisect(
+        self, items: list[Any], args: tuple[Any, ...], kwargs: dict[str, Any], attempt: Attempt
+    ) -> Any:
         """Run the body on halves of the batch, down to single items; dead-letter the items
         that fail alone and return the outputs of the rest, in order."""
         kept: list[Any] = []
         refused: list[tuple[dict[str, Any], str]] = []
 
-        def attempt(part: list[Any]) -> None:
+        def attempt_on(part: list[Any]) -> None:
             try:
                 out = self.run(part, *args, **kwargs)
                 if not isinstance(out, list):
@@ -192,36 +202,43 @@ class Stage(Task):  # type: ignore[misc]
             except _THROUGH:
                 raise
             except RecoverableError as exc:
-                raise self._retry_later(exc) from exc
+                raise attempt.retry(exc) from exc
             except Exception as exc:  # noqa: BLE001 - the isolation boundary: it is the point
                 if len(part) == 1:
                     refused.append((part[0], failure_reason(self.name, exc, self._secrets())))
                     return
-                attempt(part[: len(part) // 2])
-                attempt(part[len(part) // 2 :])
+                attempt_on(part[: len(part) // 2])
+                attempt_on(part[len(part) // 2 :])
 
         if len(items) == 1:
-            attempt(items)
+            attempt_on(items)
         else:
-            attempt(items[: len(items) // 2])
-            attempt(items[len(items) // 2 :])
+            attempt_on(items[: len(items) // 2])
+            attempt_on(items[len(items) // 2 :])
         if refused:
-            where = read(getattr(self.request, HEADER, None))
             try:
-                dead_letter(
-                    self.app,
-                    refused,
-                    stage=self.name,
-                    ticket=None if where is None else where.ticket,
-                )
+                dead_letter(self.app, refused, stage=self.name, ticket=attempt.ticket)
             except RecoverableError as exc:
-                raise self._retry_later(exc) from exc
+                raise attempt.retry(exc) from exc
             logger.error(
                 "%s: %d of %d items failed alone and were dead-lettered (first: %s); the other "
                 "%d went on",
                 self.name, len(refused), len(items), refused[0][1], len(items) - len(refused),
             )  # fmt: skip
         return kept
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One try of a stage's body on a batch: how many tries came before (``retries``), how to
+    try again later (``retry(exc)`` returns the exception to raise: Celery's ``Retry``, or the
+    error itself once retries are used up), the batch's ticket, and whether the body was
+    called directly (outside a worker: failures are raised, not isolated)."""
+
+    retries: int
+    retry: Callable[[BaseException], BaseException]
+    ticket: Ticket | None
+    direct: bool = False
 
 
 def _log_fields(ticket: Ticket) -> dict[str, Any]:

@@ -13,13 +13,25 @@ from tests.integration.e2e.harness import Cluster, make_env
 ClusterFactory = Callable[..., Cluster]
 
 
+# Modules whose tests run in every execution mode of a pipeline's stages.
+EVERY_EXECUTION = pytest.mark.parametrize("execution", ["chain", "fused"], indirect=True)
+
+
+@pytest.fixture
+def execution(request: pytest.FixtureRequest) -> str:
+    """How pipelines without an ``execution`` of their own run their stages: ``chain``
+    unless a module parametrizes it (``EVERY_EXECUTION``)."""
+    return str(getattr(request, "param", "chain"))
+
+
 @pytest.fixture
 def celery_cluster(
-    kafka_bootstrap: str, redis_url: str, key_prefix: str, tmp_path: Path
+    kafka_bootstrap: str, redis_url: str, key_prefix: str, tmp_path: Path, execution: str
 ) -> Iterator[ClusterFactory]:
     made: list[Cluster] = []
 
     def make(pipelines: dict[str, Any], **extra: str) -> Cluster:
+        pipelines = {name: {"execution": execution, **p} for name, p in pipelines.items()}
         env, queue = make_env(
             kafka=kafka_bootstrap, redis_url=redis_url, prefix=key_prefix,
             pipelines=pipelines, **extra,

@@ -13,13 +13,13 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from tests.alarm_model import AlertModel
-from tests.integration.e2e.conftest import ClusterFactory
+from tests.integration.e2e.conftest import EVERY_EXECUTION, ClusterFactory
 from tests.integration.e2e.harness import wait_for
 from tests.integration.e2e.test_delivery import pipeline, stored
 from workers.alarms.events import InvalidEvent, parse_event
 from workers.alarms.state import AlertStore
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, EVERY_EXECUTION]
 
 N = 10_000
 

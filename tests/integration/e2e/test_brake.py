@@ -14,14 +14,14 @@ import redis
 from kafka import KafkaConsumer, TopicPartition
 
 from tests.integration.cli_support import Cli, base_conf
-from tests.integration.e2e.conftest import ClusterFactory
+from tests.integration.e2e.conftest import EVERY_EXECUTION, ClusterFactory
 from tests.integration.e2e.harness import produce, wait_for
 from tests.integration.e2e.test_delivery import pipeline, seen, stored, uids, values, wait_delivered
 from workers.state.brake_redis import RedisBrake
 from workers.state.keys import Space
 from workers.state.stats import read
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, EVERY_EXECUTION]
 
 
 def letters_in(bootstrap: str, topic: str) -> int:

@@ -11,13 +11,13 @@ import pytest
 from celery import Celery
 from kafka import KafkaProducer
 
-from tests.integration.e2e.conftest import ClusterFactory
+from tests.integration.e2e.conftest import EVERY_EXECUTION, ClusterFactory
 from tests.integration.e2e.harness import wait_for
 from tests.integration.e2e.test_delivery import handed_off, pipeline, seen, stored, uids
 from workers.state.keys import Space
 from workers.state.leases import Holder, Owner, RedisLeases
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, EVERY_EXECUTION]
 
 TTL = 20.0  # long, so "at once" and "after the TTL" cannot be confused
 
