@@ -6,6 +6,7 @@ whose records are all invalid, on the twins of the pulling world."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import pytest
 
@@ -13,7 +14,8 @@ from tests.unit.config_support import base_conf
 from tests.unit.pulling_world import DLQ, SPACE, TOPIC, World, pipeline
 from workers.config import load_settings
 from workers.exceptions import ConfigError
-from workers.state.brake import PULL, Limits, MemoryBrake, Tally
+from workers.state.brake import PULL, Limits, MemoryBrake, Tally, Verdict
+from workers.state.keys import Space
 
 RATIO = Limits(window=100, max_ratio=0.5, max_consecutive=None)
 IN_A_ROW = Limits(window=100, max_ratio=None, max_consecutive=10)
@@ -282,3 +284,57 @@ def test_dead_letters_within_the_limits_go_out_as_before(world: World) -> None:
     assert summary.dead_lettered == 4 and summary.delivered == 8
     assert len(world.dead_letters()) == 4 and brake.state(SPACE) is None
     assert world.log.partition(DLQ, 0).end == 4
+
+
+class CountingBrake(MemoryBrake):
+    """Remembers each report: (records seen, dead letters)."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        super().__init__(clock)
+        self.reports: list[tuple[int, int]] = []
+
+    def report(
+        self, space: Space, limits: Limits, source: str, tally: Tally, counted: int
+    ) -> Verdict:
+        self.reports.append((tally.seen, tally.dead))
+        return super().report(space, limits, source, tally, counted)
+
+
+def test_a_pull_of_clean_batches_reports_to_the_brake_once_per_cycle(world: World) -> None:
+    config = pipeline(batch_size=10, dead_letter_window=1000)
+    brake = CountingBrake(clock=world.clock)
+    world.fill(0, 95)
+
+    summary = world.puller(config, brake=brake).cycle()
+
+    assert summary.batches == 10
+    assert brake.reports == [(95, 0)]  # not one per batch
+
+
+def test_decoded_records_are_reported_before_the_next_refusal_in_order(world: World) -> None:
+    config = pipeline(batch_size=10, dead_letter_window=1000, dead_letter_max_consecutive=3)
+    brake = CountingBrake(clock=world.clock)
+    world.fill(0, 25)
+    bad(world, 0, 2)
+    world.fill(0, 25)
+
+    summary = world.puller(config, brake=brake).cycle()
+
+    # 20 in two clean batches held back, then a batch with the 2 refusals (reported with the
+    # 20 before them: one tally, in order), the rest at the end of the cycle.
+    assert sum(seen for seen, _ in brake.reports) == 52
+    assert [dead for _, dead in brake.reports] == [2, 0]
+    assert brake.reports[0][0] > 20
+    assert summary.dead_lettered == 2 and summary.stopped_by == "caught_up"
+
+
+def test_a_window_of_clean_records_is_reported_without_waiting_for_the_cycle(
+    world: World,
+) -> None:
+    config = pipeline(batch_size=10, dead_letter_window=20)
+    brake = CountingBrake(clock=world.clock)
+    world.fill(0, 45)
+
+    world.puller(config, brake=brake).cycle()
+
+    assert brake.reports == [(20, 0), (20, 0), (5, 0)]

@@ -84,3 +84,32 @@ def test_long_lived_cycle_under_a_steady_stream_reads_on_to_its_time_limit(world
     summary = puller.cycle()
 
     assert (summary.stopped_by, summary.records) == ("max_seconds", 70)  # 30 polls of 0.1 s
+
+
+class ListingConsumer(PagedConsumer):
+    """Counts the broker's offset listings (ListOffsets requests in kafka-python)."""
+
+    def __init__(self, log: MemoryLog, **kwargs: Any) -> None:
+        super().__init__(log, **kwargs)
+        self.listings: list[str] = []
+
+    def beginning_offsets(self, partitions: Any) -> Mapping[TopicPartition, int]:
+        self.listings.append("beginning")
+        return super().beginning_offsets(partitions)
+
+    def end_offsets(self, partitions: Any) -> Mapping[TopicPartition, int]:
+        self.listings.append("end")
+        return super().end_offsets(partitions)
+
+
+def test_a_beat_cycle_lists_the_log_ends_once_and_stops_where_they_were(world: World) -> None:
+    world.fill(0, 10)
+    world.fill(1, 4)
+    world.puller(pipeline()).cycle()  # positions stored: the next cycle reads on from them
+    world.fill(0, 3)
+    consumer = ListingConsumer(world.log)
+
+    summary = world.puller(pipeline(), consumer=consumer).cycle()
+
+    assert consumer.listings == ["beginning", "end"]  # the bounds check's, reused for the stop
+    assert (summary.stopped_by, summary.records, world.stored()[0]) == ("caught_up", 3, 13)

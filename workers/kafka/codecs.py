@@ -190,12 +190,13 @@ def inspect_json(value: Any, max_depth: int, strings: bool, integers: bool) -> s
     return None
 
 
-def _check(decoded: Any, raw: bytes, max_depth: int) -> None:
+def _check(decoded: Any, raw: bytes, max_depth: int, long_digits: bool | None = None) -> None:
     """Refuse what later steps cannot handle; the raw bytes say which checks can be skipped
-    (a typical event has neither many brackets, nor surrogate escapes, nor long digit runs)."""
+    (a typical event has neither many brackets, nor surrogate escapes, nor long digit runs).
+    ``long_digits``: whether ``raw`` has a run of 19 digits, when the caller knows already."""
     deep = raw.count(b"{") + raw.count(b"[") > max_depth
     strings = b"\\u" in raw and _SURROGATE_ESCAPE.search(raw) is not None
-    integers = _LONG_DIGITS in raw.translate(_DIGITS)
+    integers = _LONG_DIGITS in raw.translate(_DIGITS) if long_digits is None else long_digits
     if deep or strings or integers:
         reason = inspect_json(decoded, max_depth, strings, integers)
         if reason is not None:
@@ -209,7 +210,7 @@ def _decode_value(value: bytes, codec: Codec, max_depth: int = DEFAULT_MAX_DEPTH
     if codec == "json":
         fast = _fast_object(value)
         if fast is not None:
-            _check(fast, value, max_depth)
+            _check(fast, value, max_depth, long_digits=False)  # _fast_object looked
             return fast
     try:
         text = value.decode("utf-8")

@@ -84,21 +84,31 @@ class Outbox:
         return trip is not None
 
     def _dead_letters(self, run: Run) -> None:
-        """Report what was read since the last flush to the dead-letter brake, then send the
+        """Report what was read since the last report to the dead-letter brake, then send the
         refused records and wait for the broker. Raises ``Stop("brake")`` (nothing sent,
-        nothing recorded: the next pull after a resume reads them again) when it is tripped."""
-        tally, refused = run.tally, run.refused
-        if self.brake is not None and self.limits is not None and tally.seen:
-            verdict = self.brake.report(self.space, self.limits, PULL, tally, tally.seen)
-            if verdict.trip is not None:
-                log_tripped(self.pipeline.name, verdict.trip, self.limits)
-            if verdict.tripped:
-                raise Stop("brake")
-        run.tally, run.refused = Tally(), []
+        nothing recorded: the next pull after a resume reads them again) when it is tripped.
+        Records that all decoded are reported with the next refusal, once a window's worth
+        has gathered, or at the end of the cycle (``report``): one call per cycle, not per
+        batch, in the common case; the brake sees the same records in the same order."""
+        if run.refused or run.tally.seen >= (self.limits.window if self.limits else 0):
+            self.report(run)
+        refused, run.refused = run.refused, []
         for record, reason in refused:
             self.dead_letters.send(record, reason)
         run.summary.dead_lettered += len(refused)
         self.dead_letters.flush()
+
+    def report(self, run: Run) -> None:
+        """Report the records read and not yet reported to the dead-letter brake (and the
+        pipeline's counters); raises ``Stop("brake")`` when it is tripped."""
+        tally, run.tally = run.tally, Tally()
+        if self.brake is None or self.limits is None or not tally.seen:
+            return
+        verdict = self.brake.report(self.space, self.limits, PULL, tally, tally.seen)
+        if verdict.trip is not None:
+            log_tripped(self.pipeline.name, verdict.trip, self.limits)
+        if verdict.tripped:
+            raise Stop("brake")
 
     def _hand_off(self, run: Run, kept: list[tuple[Message, Any]], ticket: Ticket) -> None:
         batch = [m for m, _ in kept]

@@ -158,12 +158,15 @@ class Positioner:
         self.out_of_range = out_of_range
         # Offsets the last prepare() moved out of range: partition -> offset.
         self.repaired: dict[int, int] = {}
+        # Where each log ended when ``prepare`` last looked (the partitions it returned).
+        self.ends: dict[int, int] = {}
 
     def prepare(
         self, leases: Sequence[Lease], now: arrow.Arrow | None = None
     ) -> dict[int, Position]:
         """Positions to read from, for the leases still held (a lost lease is left out)."""
         self.repaired = {}
+        self.ends = {}
         by_partition = {lease.partition: lease for lease in leases}
         positions = self.store.read(self.space, by_partition)
         broken = {p: pos for p, pos in positions.items() if pos.problem}
@@ -183,6 +186,7 @@ class Positioner:
         if not ready:
             return ready
         bounds = edges(self.consumer, self.space.topic, list(ready))
+        self.ends = {p: end for p, (_, end) in bounds.items()}
         for p, pos in list(ready.items()):
             assert pos.offset is not None
             start, end = bounds[p]

@@ -14,7 +14,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from kafka import TopicPartition
 from kafka.errors import OffsetOutOfRangeError
 
 from workers.config import PipelineConfig
@@ -139,12 +138,15 @@ class Puller:
                 seek(self.consumer, self.pipeline.topic, start)  # back from the re-reads
             if self.outbox.pause_full(run):
                 raise Stop("in_flight")
-            if self.until_caught_up:  # where each log ends now (see _beyond)
-                tps = [TopicPartition(self.pipeline.topic, p) for p in sorted(start)]
-                run.ends = {tp.partition: e for tp, e in self.consumer.end_offsets(tps).items()}
+            if self.until_caught_up:  # where each log ended as the cycle began (see _beyond)
+                run.ends = {p: self.positioner.ends[p] for p in start}
             self._read(run, started)
         except Stop as stop:
             summary.stopped_by = str(stop)
+        try:  # what decoded since the last report, to the dead-letter brake
+            self.outbox.report(run)
+        except Stop as stop:  # tripped meanwhile (by a stage); what was read is recorded
+            summary.stopped_by = summary.stopped_by or str(stop)
         summary.reached.update({p: at for p, at in run.reach.items() if at != start[p]})
         summary.seconds = self.clock() - started
         logger.debug("pull %s: %s", self.pipeline.name, summary)
