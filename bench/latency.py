@@ -93,12 +93,13 @@ def percentiles(values: list[float]) -> dict[str, float]:
 
 
 def run(svc: Services, mode: str, rate: float, seconds: float, warmup: float,
-        tmp: Path) -> dict[str, Any]:  # fmt: skip
-    """Latency percentiles (ms) of the events sent after ``warmup`` for ``seconds``."""
+        tmp: Path, execution: str = "chain") -> dict[str, Any]:  # fmt: skip
+    """Latency percentiles (ms) of the events sent after ``warmup`` for ``seconds``, with the
+    stages run as ``execution`` says."""
     prefix, queue = names()
     topic, output = f"{prefix}-events", f"{prefix}-alerts"
     create_topics(svc.kafka, {topic: PARTITIONS, output: PARTITIONS})
-    conf = pipeline(topic, start="earliest")
+    conf = pipeline(topic, start="earliest", execution=execution)
     if mode == "long_lived":
         conf.update(mode="long_lived", concurrency=1)
     env = svc.env(prefix, queue, {"bench": conf}, BENCH_OUTPUT=output)

@@ -154,6 +154,7 @@ BAD_CONFIGS = [
     bad("bad-mode", f"{P}.mode", (f"{P}.mode", "stream")),
     bad("bad-codec", f"{P}.codec", (f"{P}.codec", "xml")),
     bad("bad-execution", f"{P}.execution", (f"{P}.execution", "parallel")),
+    bad("linger-zero", f"{P}.batch_linger_seconds", (f"{P}.batch_linger_seconds", 0)),
     bad("bad-start", f"{P}.start", (f"{P}.start", "yesterday")),
     bad("bad-start-latest-n", f"{P}.start", (f"{P}.start", "latest-x")),
     bad("bad-out-of-range", f"{P}.out_of_range", (f"{P}.out_of_range", "middle")),

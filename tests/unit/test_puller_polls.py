@@ -9,7 +9,7 @@ from typing import Any
 from kafka import TopicPartition
 
 from tests.unit.fakes import PagedConsumer
-from tests.unit.pulling_world import World, offsets, pipeline
+from tests.unit.pulling_world import World, offsets, pipeline, sizes
 from workers.testing import MemoryLog, MemoryRecord
 
 
@@ -113,3 +113,18 @@ def test_a_beat_cycle_lists_the_log_ends_once_and_stops_where_they_were(world: W
 
     assert consumer.listings == ["beginning", "end"]  # the bounds check's, reused for the stop
     assert (summary.stopped_by, summary.records, world.stored()[0]) == ("caught_up", 3, 13)
+
+
+def test_under_a_trickle_a_batch_is_handed_off_once_it_lingered_its_time(world: World) -> None:
+    dispatcher = world.dispatcher()
+    consumer = stream(world, 2)  # 2 records before each poll of 0.1 s: never an empty poll
+    config = pipeline(max_seconds=3.0, batch_size=100, batch_linger_seconds=0.25)
+    puller = world.puller(config, dispatcher=dispatcher, consumer=consumer, until_caught_up=False)
+
+    summary = puller.cycle()
+
+    # A batch starts with a poll's records and goes after the first poll that ends 0.25 s or
+    # more later: 4 polls of 2 records. Without the linger the cycle would hand off nothing
+    # until its time limit (the batch of 100 never fills).
+    assert sizes(dispatcher) == [8] * 7 + [4]  # the last one at the time limit
+    assert offsets(dispatcher, 0) == list(range(summary.records))

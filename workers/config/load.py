@@ -220,6 +220,7 @@ def _pipeline(
         queue=v["queue"],
         max_value_bytes=v["max_value_bytes"],
         batch_max_bytes=v["batch_max_bytes"],
+        batch_linger_seconds=float(v["batch_linger_seconds"]),
         max_depth=v["max_depth"],
         max_in_flight=v["max_in_flight"],
         max_attempts=v["max_attempts"],

@@ -166,6 +166,7 @@ class PipelineConfig:
     queue: str | None = None
     max_value_bytes: int = 512 << 10
     batch_max_bytes: int = 4 << 20
+    batch_linger_seconds: float = 0.1
     max_depth: int = 64
     max_in_flight: int = 16
     max_attempts: int = 3

@@ -187,6 +187,9 @@ PIPELINE: dict[str, Field] = {
     "batch_max_bytes": Field(
         "int", "bytes as an integer between 1024 and 268435456", 4 << 20, at_least(1024, 256 << 20)
     ),
+    "batch_linger_seconds": Field(
+        "float", "seconds as a number between 0.001 and 60", 0.1, at_least(0.001, 60)
+    ),
     "max_depth": Field(
         "int", "an integer between 1 and 200", 64, at_least(1, 200, " (orjson stops at 255)")
     ),

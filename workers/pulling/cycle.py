@@ -57,6 +57,7 @@ class Run:
     batch: list[Message] = field(default_factory=list)
     records: list[Any] = field(default_factory=list)  # the batch's records, for dead letters
     batch_bytes: int = 0
+    batch_since: float = 0.0  # when the batch in hand got its first record (the clock's time)
     ends: dict[int, int] | None = None  # until_caught_up: each partition's log end at start
     # Records the decoder refused since the last flush, with why: dead-lettered at the flush,
     # after the dead-letter brake counted them with the others read (``tally``).

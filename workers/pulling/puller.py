@@ -182,6 +182,7 @@ class Puller:
         margin = min(1.0, limits.lease_ttl_seconds / 10)
         held = [lease.deadline for lease in self.held if lease.partition in run.fences]
         lease_deadline = min(held) - margin
+        linger = limits.batch_linger_seconds
         self._check_backlog(run)
         while True:
             if self.stopping():
@@ -198,6 +199,8 @@ class Puller:
                 self.outbox.flush(run)
                 raise Stop("max_seconds" if now >= deadline else "lease_deadline")
             timeout = min(self.poll_timeout, deadline - now)
+            if run.batch:  # wake up in time to hand off the batch in hand (its linger)
+                timeout = min(timeout, max(0.001, run.batch_since + linger - now))
             try:
                 polled = self.consumer.poll(
                     timeout_ms=max(1, int(timeout * 1000)),
@@ -215,6 +218,11 @@ class Puller:
                     raise Stop("caught_up")
                 if run.paused and run.paused == set(run.flying):
                     raise Stop("in_flight")
+            elif run.batch and self.clock() - run.batch_since >= linger:
+                self.outbox.flush(run)  # under a steady trickle: the batch waited long enough
+                if run.paused and run.paused == set(run.flying):
+                    raise Stop("in_flight")
+                self._check_backlog(run)
 
     def _take(self, run: Run, record: Any) -> None:
         p = record.partition
@@ -227,6 +235,8 @@ class Puller:
         if isinstance(message, str):
             run.refused.append((record, message))  # sent at the flush, if the brake allows
         else:
+            if not run.batch:
+                run.batch_since = self.clock()
             run.batch.append(message)
             run.records.append(record)
             run.batch_bytes += size
