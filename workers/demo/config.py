@@ -41,6 +41,7 @@ workers_pipelines = {
         "cluster": "demo",
         "topic": _TOPIC,
         "tasks": ["workers.alarms.parse", "workers.alarms.build", "workers.alarms.publish"],
+        "execution": "fused",
         "mode": "long_lived",
         "concurrency": 1,
         "start": "earliest",
