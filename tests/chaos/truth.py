@@ -129,8 +129,8 @@ def changed_by(client: redis.Redis, prefix: str, fingerprint: str) -> dict[int, 
         raw = client.get(key)
         if not raw:
             continue
-        flat = json.loads(raw)[1]
-        fields = dict(zip(flat[::2], flat[1::2], strict=True))
+        body = json.loads(raw)[1]  # the alert (a JSON object), or its hash as HGETALL lists it
+        fields = body if isinstance(body, dict) else dict(zip(body[::2], body[1::2], strict=True))
         out[int(fields["version"])] = key.decode().split(":r:", 1)[1]
     return out
 

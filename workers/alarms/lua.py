@@ -1,64 +1,181 @@
-"""The alert store's Lua scripts (see ``workers.alarms.state``): each touches the keys of one
-alert (``{fingerprint}``), or the index of open alerts, atomically."""
+"""The alert store's Lua scripts (see ``workers.alarms.state``).
+
+Every key a script touches is passed in ``KEYS``. The batch scripts (``APPLY``, ``CLAIM``,
+``MARK``, ``RELEASE``) take the keys of any number of alerts: each alert's keys share the hash
+tag ``{fingerprint}``, so on Redis Cluster a caller groups its items by hash slot and makes one
+call per slot. ``CLOSE_QUIET`` and ``FORGET`` touch one alert, or the index of open alerts.
+
+``APPLY`` returns an alert to Python as a JSON object: the fields of its ``meta`` (spliced in
+as Python encoded them, never decoded here: Lua's JSON would round big integers), then ``id``,
+``status``, the integer fields as numbers and ``closed_by`` (or null), the order in which
+``workers.alarms.state`` lists an alert read from its hash.
+"""
 
 from __future__ import annotations
 
-# KEYS: alert (hash), record marker, event marker. ARGV: ttl, time, severity, status, new alert
-# id, meta json (never decoded here: Lua's JSON would round big integers). Returns {outcome,
-# change json}. The record marker keeps the change the record made, so a build retried after
-# a failure emits it again ("replayed") instead of losing it; publish skips what it sent.
+# KEYS: the alerts (hashes) of the call's n events, each once; then per event its record
+# marker and its event marker. ARGV: ttl, the number of alerts, and the events as a JSON array
+# of ``[alert (its position in KEYS), time, severity, status, new alert id, meta json]``, all
+# but the first as strings (the meta is never decoded here: Lua's JSON would round big
+# integers; it is spliced into the alerts returned). Applies the events in order and returns
+# a JSON array, per event ``[outcome]``, ``[outcome, [change, alert]]`` or, when the
+# event opened an alert over a quiet close whose publication failed, ``[outcome, [change,
+# alert], ["closed", that close]]``.
+#
+# The record marker keeps the change the record made (``[change, alert]``), so a build retried
+# after a failure emits it again ("replayed") instead of losing it; publish skips what it sent.
+# The event marker makes an event id count once. An alert read once per call is kept in a table
+# (every write goes through it, with one HSET per event); the text of its meta is cut once.
 APPLY = """
-local ttl = tonumber(ARGV[1])
-local prior = redis.call('GET', KEYS[2])
-if prior then
-  if prior ~= '' then return {'replayed', prior} end
-  return {'duplicate'}
+local ttl = ARGV[1]
+local FIELDS = {'id', 'status', 'count', 'severity', 'first_time', 'last_time', 'last_change',
+                'meta', 'version', 'closed_by', 'close_published'}
+local alerts = {}
+
+-- The alert as a JSON object: a.head ('{' and the fields of its meta), then its own fields
+-- (its id is hex, its status and closed_by are the words written here: nothing to escape).
+local function alert_json(a)
+  local closed_by = 'null'
+  if a.closed_by then closed_by = '"' .. a.closed_by .. '"' end
+  return a.head .. '"id":"' .. a.id .. '","status":"' .. a.status .. '","count":' .. a.count
+    .. ',"severity":' .. a.severity .. ',"first_time":' .. a.first_time .. ',"last_time":'
+    .. a.last_time .. ',"last_change":' .. a.last_change .. ',"version":' .. a.version
+    .. ',"closed_by":' .. closed_by .. '}'
 end
-redis.call('SET', KEYS[2], '', 'EX', ttl)
-if not redis.call('SET', KEYS[3], '1', 'NX', 'EX', ttl) then return {'duplicate'} end
-local t, sev, ev = tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
-local a = redis.call('HMGET', KEYS[1], 'status', 'severity', 'last_time', 'last_change',
-                     'version', 'closed_by', 'close_published')
-local status, version = a[1], tonumber(a[5] or '0')
-local change
-local unpublished = false
-if not status or status == 'CLOSED' then
-  if status and t <= tonumber(a[4]) then return {'stale'} end
-  if ev ~= 'ABNORMAL' then return {'ignored'} end
-  if a[6] == 'quiet' and a[7] ~= '1' then  -- a sweep closed it but its send failed: keep it
-    unpublished = cjson.encode({'closed', redis.call('HGETALL', KEYS[1])})
+
+local function with_head(a)
+  local inner = string.sub(a.meta or '{}', 2, -2)
+  if inner ~= '' then a.head = '{' .. inner .. ',' else a.head = '{' end
+  return a
+end
+
+local function load(key)
+  local a = alerts[key]
+  if a then return a end
+  local values = redis.call('HMGET', key, unpack(FIELDS))
+  a = {}
+  for i = 1, #FIELDS do
+    if values[i] then a[FIELDS[i]] = values[i] end
   end
-  redis.call('DEL', KEYS[1])
-  redis.call('HSET', KEYS[1], 'id', ARGV[5], 'status', 'ABNORMAL', 'count', '1',
-             'severity', ARGV[3], 'first_time', ARGV[2], 'last_time', ARGV[2],
-             'last_change', ARGV[2], 'meta', ARGV[6])
-  change = 'opened'
-else
-  if t < tonumber(a[4]) then return {'stale'} end
-  if ev == 'RECOVERED' and status == 'RECOVERED' then return {'ignored'} end
-  if ev ~= 'CLOSED' and t > tonumber(a[3]) then
-    redis.call('HSET', KEYS[1], 'last_time', ARGV[2])
-  end
-  if ev == 'ABNORMAL' then
-    redis.call('HINCRBY', KEYS[1], 'count', 1)
-    if sev < tonumber(a[2]) then redis.call('HSET', KEYS[1], 'severity', ARGV[3]) end
-    if status == 'RECOVERED' then
-      redis.call('HSET', KEYS[1], 'status', 'ABNORMAL', 'last_change', ARGV[2])
+  if a.status then with_head(a) end
+  alerts[key] = a
+  return a
+end
+
+-- One event on its alert: its outcome, the change it made ('' for none) as [change, alert],
+-- and a quiet close it replaced whose publication failed ('' for none).
+local function step(key, ts, sevs, ev, new_id, meta)
+  local a = load(key)
+  local t = tonumber(ts)
+  local status = a.status
+  local version = tonumber(a.version or '0')
+  local change
+  local close = ''
+  if not status or status == 'CLOSED' then
+    if status and t <= tonumber(a.last_change) then return 'stale', '', '' end
+    if ev ~= 'ABNORMAL' then return 'ignored', '', '' end
+    if a.closed_by == 'quiet' and a.close_published ~= '1' then  -- its send failed: keep it
+      close = '["closed",' .. alert_json(a) .. ']'
     end
-    change = 'updated'
-  elseif ev == 'RECOVERED' then
-    redis.call('HSET', KEYS[1], 'status', 'RECOVERED', 'last_change', ARGV[2])
-    change = 'recovered'
+    a = with_head({id = new_id, status = 'ABNORMAL', count = '1', severity = sevs,
+                   first_time = ts, last_time = ts, last_change = ts, meta = meta,
+                   version = string.format('%d', version + 1)})
+    alerts[key] = a
+    redis.call('DEL', key)
+    redis.call('HSET', key, 'id', new_id, 'status', 'ABNORMAL', 'count', '1', 'severity', sevs,
+               'first_time', ts, 'last_time', ts, 'last_change', ts, 'meta', meta,
+               'version', a.version)
+    change = 'opened'
   else
-    redis.call('HSET', KEYS[1], 'status', 'CLOSED', 'last_change', ARGV[2], 'closed_by', 'event')
-    change = 'closed'
+    if t < tonumber(a.last_change) then return 'stale', '', '' end
+    if ev == 'RECOVERED' and status == 'RECOVERED' then return 'ignored', '', '' end
+    local set = {}
+    if ev ~= 'CLOSED' and t > tonumber(a.last_time) then
+      a.last_time = ts
+      set[#set + 1] = 'last_time'
+      set[#set + 1] = ts
+    end
+    if ev == 'ABNORMAL' then
+      a.count = string.format('%d', tonumber(a.count) + 1)
+      set[#set + 1] = 'count'
+      set[#set + 1] = a.count
+      if tonumber(sevs) < tonumber(a.severity) then
+        a.severity = sevs
+        set[#set + 1] = 'severity'
+        set[#set + 1] = sevs
+      end
+      if status == 'RECOVERED' then
+        a.status, a.last_change = 'ABNORMAL', ts
+        set[#set + 1] = 'status'
+        set[#set + 1] = 'ABNORMAL'
+        set[#set + 1] = 'last_change'
+        set[#set + 1] = ts
+      end
+      change = 'updated'
+    elseif ev == 'RECOVERED' then
+      a.status, a.last_change = 'RECOVERED', ts
+      set[#set + 1] = 'status'
+      set[#set + 1] = 'RECOVERED'
+      set[#set + 1] = 'last_change'
+      set[#set + 1] = ts
+      change = 'recovered'
+    else
+      a.status, a.last_change, a.closed_by = 'CLOSED', ts, 'event'
+      set[#set + 1] = 'status'
+      set[#set + 1] = 'CLOSED'
+      set[#set + 1] = 'last_change'
+      set[#set + 1] = ts
+      set[#set + 1] = 'closed_by'
+      set[#set + 1] = 'event'
+      change = 'closed'
+    end
+    a.version = string.format('%d', version + 1)
+    set[#set + 1] = 'version'
+    set[#set + 1] = a.version
+    redis.call('HSET', key, unpack(set))
+  end
+  return change, '["' .. change .. '",' .. alert_json(a) .. ']', close
+end
+
+-- The reply is built from pieces: each event adds '[outcome' and, if it made a change,
+-- ',' and the change (and ',' and a close), then ']'.
+local alert_keys = tonumber(ARGV[2])
+local events = cjson.decode(ARGV[3])
+local out = {'['}
+for i = 1, #events do
+  local e = events[i]
+  local record, ident = KEYS[alert_keys + 2 * i - 1], KEYS[alert_keys + 2 * i]
+  if i > 1 then out[#out + 1] = ',' end
+  local prior = redis.call('GET', record)
+  if prior then
+    if prior ~= '' then
+      out[#out + 1] = '["replayed",'
+      out[#out + 1] = prior
+      out[#out + 1] = ']'
+    else
+      out[#out + 1] = '["duplicate"]'
+    end
+  else
+    local outcome, made, close = 'duplicate', '', ''
+    if redis.call('SET', ident, '1', 'NX', 'EX', ttl) then
+      outcome, made, close = step(KEYS[e[1]], e[2], e[3], e[4], e[5], e[6])
+    end
+    redis.call('SET', record, made, 'EX', ttl)
+    if made == '' then
+      out[#out + 1] = '["' .. outcome .. '"]'
+    else
+      out[#out + 1] = '["' .. outcome .. '",'
+      out[#out + 1] = made
+      if close ~= '' then
+        out[#out + 1] = ','
+        out[#out + 1] = close
+      end
+      out[#out + 1] = ']'
+    end
   end
 end
-redis.call('HSET', KEYS[1], 'version', tostring(version + 1))
-local out = cjson.encode({change, redis.call('HGETALL', KEYS[1])})
-redis.call('SET', KEYS[2], out, 'EX', ttl)
-if unpublished then return {change, out, unpublished} end
-return {change, out}
+out[#out + 1] = ']'
+return table.concat(out)
 """
 
 # KEYS: alert, index. ARGV: fingerprint, cutoff ms. Closes a quiet alert as of its last event
@@ -77,28 +194,47 @@ redis.call('HSET', KEYS[1], 'status', 'CLOSED', 'last_change', a[2], 'closed_by'
 return cjson.encode({'closed', redis.call('HGETALL', KEYS[1])})
 """
 
-# KEYS: alert. ARGV: alert id, version. Notes that this quiet close was published (if the hash
-# still holds that alert at that version).
-MARK_CLOSE = """
-local a = redis.call('HMGET', KEYS[1], 'id', 'version')
-if a[1] == ARGV[1] and a[2] == ARGV[2] then redis.call('HSET', KEYS[1], 'close_published', '1') end
+# KEYS: publication markers of changes. ARGV: ttl. Claims the changes for sending; returns one
+# letter per key: 'n' (new: claimed now), 'p' (published: sent and confirmed before, skip it) or
+# 'c' (claimed by an earlier run whose outcome is unknown: it may be on the topic already, send
+# it again and count it). A key given twice is 'n' first, then 'c'.
+CLAIM = """
+local out = {}
+for i = 1, #KEYS do
+  local v = redis.call('GET', KEYS[i])
+  if v == '1' then
+    out[i] = 'p'
+  elseif v then
+    out[i] = 'c'
+  else
+    redis.call('SET', KEYS[i], 's', 'EX', ARGV[1])
+    out[i] = 'n'
+  end
+end
+return table.concat(out)
+"""
+
+# KEYS: publication markers of n changes, then the alerts of quiet closes among them. ARGV: ttl,
+# n, then per quiet close its alert id and version. Marks the changes as sent, and each quiet
+# close as published on its alert (if the hash still holds that alert at that version).
+MARK = """
+local n = tonumber(ARGV[2])
+for i = 1, n do redis.call('SET', KEYS[i], '1', 'EX', ARGV[1]) end
+for i = n + 1, #KEYS do
+  local j = 2 * (i - n) + 1
+  local a = redis.call('HMGET', KEYS[i], 'id', 'version')
+  if a[1] == ARGV[j] and a[2] == ARGV[j + 1] then
+    redis.call('HSET', KEYS[i], 'close_published', '1')
+  end
+end
 return 0
 """
 
-# KEYS: a change's publication marker. ARGV: ttl. Claims the change for sending: 'new' (claimed
-# now), 'published' (sent and confirmed before: skip it) or 'claimed' (an earlier run claimed it
-# and its outcome is unknown: it may be on the topic already, send it again and count it).
-CLAIM = """
-local v = redis.call('GET', KEYS[1])
-if v == '1' then return 'published' end
-if v then return 'claimed' end
-redis.call('SET', KEYS[1], 's', 'EX', tonumber(ARGV[1]))
-return 'new'
-"""
-
-# KEYS: a change's publication marker. Gives back a claim for a change known not to be sent.
+# KEYS: publication markers. Gives back the claims of changes known not to be sent.
 RELEASE = """
-if redis.call('GET', KEYS[1]) == 's' then redis.call('DEL', KEYS[1]) end
+for i = 1, #KEYS do
+  if redis.call('GET', KEYS[i]) == 's' then redis.call('DEL', KEYS[i]) end
+end
 return 0
 """
 

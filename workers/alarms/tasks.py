@@ -8,7 +8,6 @@ takes a list of JSON dicts and returns one, and is idempotent (a batch may run a
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Sequence
@@ -16,9 +15,10 @@ from typing import Any
 
 from celery import Task, shared_task
 from kafka.errors import KafkaError
+from kafka.partitioner.default import DefaultPartitioner, murmur2
 
 from workers.alarms.events import InvalidEvent, parse_event
-from workers.alarms.state import AlertStore
+from workers.alarms.state import AlertStore, json_bytes
 from workers.connections import connections_for
 from workers.exceptions import RecoverableError
 from workers.pulling.tasks import RETRY as TASK_RETRY
@@ -179,10 +179,22 @@ def _send(
     refused: KafkaError | None = None
     try:
         producer = connections.producer(cluster)
+        # kafka-python's default partitioner (murmur2 of the key, in pure Python) chooses
+        # once per alert of the batch here, as it would; other producers (librdkafka's)
+        # choose themselves. An alert's changes go to one partition, in order.
+        config = getattr(producer, "config", None) or {}
+        default = type(config.get("partitioner")) is DefaultPartitioner
+        partitions = sorted(producer.partitions_for(topic)) if default else []
+        chosen: dict[bytes, int | None] = {}
         for change in changes:
-            value = json.dumps(change, separators=(",", ":")).encode()
+            key = change["alert"]["fingerprint"].encode()
+            partition = chosen.get(key, -1)
+            if partition == -1:
+                partition = chosen[key] = (
+                    partitions[(murmur2(key) & 0x7FFFFFFF) % len(partitions)] if default else None
+                )
             futures.append(
-                producer.send(topic, value=value, key=change["alert"]["fingerprint"].encode())
+                producer.send(topic, value=json_bytes(change), key=key, partition=partition)
             )
     except KafkaError as exc:
         refused = exc
