@@ -48,11 +48,12 @@ def setup(app: Celery) -> None:
     shutdown, and keep workers alive through a restart of a Redis broker (kombu's transport
     would otherwise crash them). ``workers.app`` does this for its own app; call it for
     yours."""
-    from workers.runtime import logformat, logmask
+    from workers.runtime import kombu_json, logformat, logmask
     from workers.runtime.kombu_redis import install
     from workers.runtime.shutdown import StopConsumers
 
     install()  # a worker survives its Redis broker restarting (see the module)
+    kombu_json.install()  # the Redis transport's envelopes written by orjson (see the module)
     logmask.connect(app)  # secrets never reach a worker's or beat's log
     logformat.connect(app)  # task id and name in every line; JSON lines if configured
     app.steps["worker"].add(StopConsumers)
