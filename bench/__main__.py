@@ -21,12 +21,16 @@ from bench.report import LABELS, Figure, machine, ratios, table, targets, write
 from bench.services import Services, services
 from workers.testing import create_topics
 
-SCENARIOS = ("raw", "origin", "pull", "e2e", "latency", "memory")
+SCENARIOS = ("raw", "origin", "pull", "raw_confluent", "pull_confluent", "e2e", "latency", "memory")
 READERS: dict[str, Callable[..., float]] = {
     "raw": throughput.raw,
     "origin": origin,
     "pull": throughput.pull,
+    "raw_confluent": throughput.raw_confluent,
+    "pull_confluent": throughput.pull_confluent,
 }
+# librdkafka's figures (the [confluent] extra): asked for by name, not in a default run.
+CONFLUENT = ("raw_confluent", "pull_confluent")
 DEFAULT_JSON = Path(__file__).resolve().parent / "results.json"
 
 
@@ -44,7 +48,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--latency-warmup", type=float, help="seconds before measuring (5)")
     p.add_argument("--latency-rate", type=float,
                    help="events/s (default: half the 2-process end-to-end median)")  # fmt: skip
-    p.add_argument("--only", default=",".join(SCENARIOS), help="comma-separated: %(default)s")
+    p.add_argument("--only", default=",".join(s for s in SCENARIOS if s not in CONFLUENT),
+                   help="comma-separated: %(default)s; also " + ",".join(CONFLUENT))  # fmt: skip
     p.add_argument("--quick", action="store_true", help="tiny sizes: checks that it runs")
     p.add_argument("--json", type=Path, default=DEFAULT_JSON, help="where results go")
     args = p.parse_args(argv)
@@ -59,7 +64,18 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     unknown = set(args.only.split(",")) - set(SCENARIOS)
     if unknown:
         p.error(f"--only: unknown scenario(s) {', '.join(sorted(unknown))}")
+    if set(args.only.split(",")) & set(CONFLUENT) and not _has_confluent():
+        p.error("--only: raw_confluent and pull_confluent need confluent-kafka: "
+                "pip install 'celery-kafka-workers[confluent]'")  # fmt: skip
     return args
+
+
+def _has_confluent() -> bool:
+    try:
+        import confluent_kafka  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def say(text: str) -> None:

@@ -18,6 +18,8 @@ LABELS = {
     "raw": ("raw consumer (kafka-python, assign + poll)", "records/s"),
     "origin": ("origin's take() (GET, seek, poll, SET, 1 Celery message)", "records/s"),
     "pull": ("pull path (lease, seek, poll, decode, hand-off, commit)", "records/s"),
+    "raw_confluent": ("raw consumer (confluent-kafka, assign + consume)", "records/s"),
+    "pull_confluent": ("pull path, client_library confluent (librdkafka)", "records/s"),
     "e2e_1": ("end to end, 1 worker process", "events/s"),
     "e2e_2": ("end to end, 2 worker processes", "events/s"),
     "latency_long_lived_p50": ("latency, long-lived mode, p50", "ms"),
@@ -56,6 +58,8 @@ class Target:
 TARGETS = (
     Target("pull >= 0.9 x raw", ("pull", "raw"), lambda m: m["pull"] / m["raw"],
            lambda v: v >= 0.9, "{:.2f} x raw"),
+    Target("pull (confluent) >= 2 x raw (kafka-python)", ("pull_confluent", "raw"),
+           lambda m: m["pull_confluent"] / m["raw"], lambda v: v >= 2.0, "{:.2f} x raw"),
     Target("end to end, 2 processes >= 0.3 x raw", ("e2e_2", "raw"),
            lambda m: m["e2e_2"] / m["raw"], lambda v: v >= 0.3, "{:.3f} x raw"),
     Target("end to end, 2 processes >= 1.6 x 1 process", ("e2e_2", "e2e_1"),
@@ -68,7 +72,9 @@ TARGETS = (
 
 
 # The readers side by side: (numerator, denominator), each a median of the same run.
-RATIOS = (("pull", "origin"), ("pull", "raw"), ("origin", "raw"))
+RATIOS = (("pull", "origin"), ("pull", "raw"), ("origin", "raw"), ("raw_confluent", "raw"),
+          ("pull_confluent", "raw"), ("pull_confluent", "pull"),
+          ("pull_confluent", "raw_confluent"))  # fmt: skip
 
 
 def ratios(medians: dict[str, float]) -> list[dict[str, Any]]:
@@ -100,6 +106,7 @@ def machine(broker: str) -> dict[str, Any]:
         "cpu": model or platform.processor(),
         "python": platform.python_version(),
         "kafka-python": version("kafka-python"),
+        "confluent-kafka": version("confluent-kafka"),
         "celery": version("celery"),
         "redis-py": version("redis"),
         "orjson": version("orjson"),

@@ -1,5 +1,7 @@
 """Scenarios 1 and 2: a plain kafka-python consumer, and the package's pull path, reading the
-same records of a filled topic. Each returns records per second."""
+same records of a filled topic; and both again with librdkafka (confluent-kafka): a plain
+confluent-kafka consumer, and the pull with the cluster's ``client_library`` set to
+``confluent``. Each returns records per second."""
 
 from __future__ import annotations
 
@@ -31,6 +33,25 @@ def raw(svc: Services, topic: str, ends: dict[int, int]) -> float:
         consumer.close()
 
 
+def raw_confluent(svc: Services, topic: str, ends: dict[int, int]) -> float:
+    """A plain confluent-kafka consumer with its defaults: assign at the start, consume until
+    every record was returned."""
+    import confluent_kafka  # the [confluent] extra
+
+    consumer = confluent_kafka.Consumer(
+        {"bootstrap.servers": svc.kafka, "group.id": "bench-raw", "enable.auto.commit": False}
+    )
+    try:
+        consumer.assign([confluent_kafka.TopicPartition(topic, p, 0) for p in sorted(ends)])
+        total, seen = sum(ends.values()), 0
+        started = time.perf_counter()
+        while seen < total:
+            seen += sum(1 for m in consumer.consume(1000, 0.5) if m.error() is None)
+        return total / (time.perf_counter() - started)
+    finally:
+        consumer.close()
+
+
 class _Counting:
     """The pull's consumer, counting the records its polls return (to stop at the end)."""
 
@@ -47,14 +68,16 @@ class _Counting:
         return getattr(self._consumer, name)
 
 
-def pull(svc: Services, topic: str, ends: dict[int, int]) -> float:
+def pull(svc: Services, topic: str, ends: dict[int, int], library: str = "kafka-python") -> float:
     """Pull cycles (lease, seek, poll, decode, record in the ledger, hand-off to the Celery
     broker) until every record is handed off; nothing drains the Celery queue, so nothing
     finishes: the read-ahead bound is lifted and no batch comes due. The clock runs from the
-    first cycle to the hand-off of the last record."""
+    first cycle to the hand-off of the last record. ``library`` is the cluster's
+    ``client_library``."""
     prefix, queue = names()
     config = pipeline(topic, max_in_flight=10_000, redrive_seconds=86_400)
     app = app_for(svc.env(prefix, queue, {"bench": config}))
+    app.conf.workers_kafka_clusters["bench"]["client_library"] = library
     connections = connections_for(app)
     total = sum(ends.values())
     try:
@@ -82,3 +105,8 @@ def pull(svc: Services, topic: str, ends: dict[int, int]) -> float:
     finally:
         connections.close()
         svc.cleanup(prefix, [queue])
+
+
+def pull_confluent(svc: Services, topic: str, ends: dict[int, int]) -> float:
+    """``pull`` with the cluster's ``client_library`` set to ``confluent``."""
+    return pull(svc, topic, ends, library="confluent")

@@ -196,6 +196,84 @@ class ConsumerContract:
 
         assert [(r.key, r.value) for r in records] == [(b"empty", b""), (b"tombstone", None)]
 
+    # -- pausing, seeking and reassigning while records are fetched ---------------------------
+
+    def test_a_paused_partition_returns_nothing_and_resumes_at_its_position(
+        self, make_topic: MakeTopic, append: Append, consumer: MakeConsumer
+    ) -> None:
+        topic = make_topic(2)
+        a, b = TopicPartition(topic, 0), TopicPartition(topic, 1)
+        for i in range(6):
+            append(topic, 0, f"a{i}".encode())
+            append(topic, 1, f"b{i}".encode())
+        c = consumer()
+        _assign_from(c, [a, b])
+        got: dict[TopicPartition, list[int]] = {a: [], b: []}
+        for polled in _polls(c, 12, max_records=2):  # until some of a came back
+            for tp, records in polled.items():
+                got[tp] += [r.offset for r in records]
+            if got[a]:
+                break
+
+        c.pause(a)
+        paused_at = c.position(a)
+        while_paused = list(_polls(c, 6 - len(got[b])))  # the rest of b
+        while_paused += [c.poll(timeout_ms=200) for _ in range(2)]  # and nothing more
+        c.resume(a)
+        after = list(_polls(c, 6 - len(got[a])))
+
+        assert paused_at == len(got[a])
+        assert not any(a in polled for polled in while_paused)
+        for polled in while_paused + after:
+            for tp, records in polled.items():
+                got[tp] += [r.offset for r in records]
+        assert got == {a: list(range(6)), b: list(range(6))}
+        assert c.paused() == set()
+
+    def test_seek_while_records_are_fetched_moves_the_next_record(
+        self, make_topic: MakeTopic, append: Append, consumer: MakeConsumer
+    ) -> None:
+        topic = make_topic(1)
+        tp = TopicPartition(topic, 0)
+        for i in range(10):
+            append(topic, 0, f"v{i}".encode())
+        c = consumer()
+        _assign_from(c, [tp])
+        first = next(_polls(c, 10, max_records=2))[tp]  # the rest is fetched, not yet returned
+
+        c.seek(tp, 7)
+        forward = next(_polls(c, 1, max_records=1))[tp]
+        c.seek(tp, 1)
+        back = poll_all(c, 9)[tp]
+
+        assert [r.offset for r in first] == list(range(len(first)))
+        assert [(r.offset, r.value) for r in forward] == [(7, b"v7")]
+        assert [r.offset for r in back] == list(range(1, 10))
+        assert c.position(tp) == 10
+
+    def test_reassigning_keeps_the_position_of_a_partition_that_stays(
+        self, make_topic: MakeTopic, append: Append, consumer: MakeConsumer
+    ) -> None:
+        topic = make_topic(2)
+        a, b = TopicPartition(topic, 0), TopicPartition(topic, 1)
+        for i in range(3):
+            append(topic, 0, f"a{i}".encode())
+            append(topic, 1, f"b{i}".encode())
+        c = consumer()
+        _assign_from(c, [a, b])
+        poll_all(c, 6)
+
+        c.assign([a])
+        append(topic, 0, b"a3")
+        append(topic, 1, b"b3")
+        got = poll_all(c, 1)
+
+        assert c.assignment() == {a}
+        assert {tp: [(r.offset, r.value) for r in rs] for tp, rs in got.items()} == {
+            a: [(3, b"a3")]
+        }
+        assert c.position(a) == 4
+
     # -- time ---------------------------------------------------------------------------------
 
     def test_offsets_for_times_finds_the_first_record_at_or_after_a_time(

@@ -1,10 +1,13 @@
-"""The consumer contract on a real Kafka-protocol broker (real time for record timestamps)."""
+"""The consumer contract on a real Kafka-protocol broker (real time for record timestamps), for
+each client library: kafka-python's ``KafkaConsumer`` and the librdkafka adapter
+(``workers.kafka.rdkafka``), built with the same options."""
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import pytest
 from kafka import KafkaConsumer, KafkaProducer
@@ -18,6 +21,7 @@ from tests.contracts.consumer import (
     Pause,
 )
 from tests.integration.conftest import TopicFactory
+from workers.kafka import resume_fix
 
 # The local broker is Tansu unless WORKERS_TEST_KAFKA points at another (e.g. Apache Kafka).
 ON_TANSU = not os.environ.get("WORKERS_TEST_KAFKA")
@@ -29,6 +33,18 @@ tansu_no_offset_after_last = pytest.mark.xfail(
     "partition) with offset 0, timestamp -1; Kafka answers offset -1, which kafka-python "
     "returns as None",
 )
+
+
+def consumer_class(library: str) -> Callable[..., Any]:
+    """What builds a consumer of ``library`` from kafka-python's options; the confluent one is
+    skipped where confluent-kafka (the ``[confluent]`` extra) cannot be imported."""
+    if library == "kafka-python":
+        resume_fix.install()  # as on every consumer the package builds
+        return KafkaConsumer
+    pytest.importorskip("confluent_kafka", reason="confluent-kafka is not installed")
+    from workers.kafka.rdkafka import rdkafka_consumer
+
+    return rdkafka_consumer
 
 
 @pytest.fixture(scope="module")
@@ -69,12 +85,17 @@ class TestKafka(ConsumerContract):
 
         return append
 
-    @pytest.fixture
-    def consumer(self, kafka_bootstrap: str) -> Iterator[MakeConsumer]:
-        made: list[KafkaConsumer] = []
+    @pytest.fixture(params=["kafka-python", "confluent"])
+    def consumer(
+        self, request: pytest.FixtureRequest, kafka_bootstrap: str, new_topic: TopicFactory
+    ) -> Iterator[MakeConsumer]:
+        # Closed before new_topic deletes the topics: librdkafka 2.16 crashes the process when
+        # a topic assigned to one of its consumers is deleted on the test broker.
+        build = consumer_class(request.param)
+        made: list[Any] = []
 
-        def make() -> KafkaConsumer:
-            client = KafkaConsumer(
+        def make() -> Any:
+            client = build(
                 bootstrap_servers=kafka_bootstrap,
                 enable_auto_commit=False,
                 group_id=None,

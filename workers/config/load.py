@@ -123,15 +123,21 @@ def _cluster(name: str, raw: Any) -> ClusterConfig:
     bootstrap = values.pop("bootstrap_servers")
     reconnect = float(values.pop("reconnect_seconds"))
     timeout = float(values.pop("timeout"))
+    library = values.pop("client_library")
     client = values  # only options actually set remain: kafka-python's defaults stay in force
     _check_security(prefix, client)
     _check_security(f"{prefix}.producer", {**client, **producer})
     _check_security(f"{prefix}.consumer", {**client, **consumer})
+    if library == "confluent":  # every option must have a librdkafka equivalent
+        for where, options in ((prefix, client), (f"{prefix}.producer", producer),
+                               (f"{prefix}.consumer", consumer)):  # fmt: skip
+            ko.check_rdkafka(where, options)
     return ClusterConfig(
         name=name,
         bootstrap_servers=bootstrap,
         reconnect_seconds=reconnect,
         timeout=timeout,
+        client_library=library,
         client=_frozen(client),
         producer=_frozen(producer),
         consumer=_frozen(consumer),

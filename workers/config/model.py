@@ -15,6 +15,7 @@ Mode = Literal["beat", "long_lived"]
 Execution = Literal["chain", "fused"]
 Codec = Literal["json", "text", "base64"]
 OutOfRange = Literal["earliest", "latest"]
+ClientLibrary = Literal["kafka-python", "confluent"]
 
 
 def _frozen(mapping: Mapping[str, Any] | None = None) -> Mapping[str, Any]:
@@ -31,13 +32,16 @@ class ClusterConfig:
     """One Kafka cluster: where it is, how long a connection lives, and client options.
 
     ``client`` options go to every kafka-python client of the cluster; ``producer`` and
-    ``consumer`` options only to that role. All keep their kafka-python names.
+    ``consumer`` options only to that role. All keep their kafka-python names. With
+    ``client_library`` ``confluent`` the consumers and producers are librdkafka's, their options
+    translated (``workers.kafka.rdkafka``); admin clients stay kafka-python's.
     """
 
     name: str
     bootstrap_servers: tuple[str, ...]
     reconnect_seconds: float = 60.0
     timeout: float = 6.0
+    client_library: ClientLibrary = "kafka-python"
     client: Mapping[str, Any] = field(default_factory=_frozen)
     producer: Mapping[str, Any] = field(default_factory=_frozen)
     consumer: Mapping[str, Any] = field(default_factory=_frozen)
@@ -74,6 +78,7 @@ class ClusterConfig:
             f"ClusterConfig(name={self.name!r}, "
             f"bootstrap_servers={list(self.bootstrap_servers)!r}, "
             f"reconnect_seconds={self.reconnect_seconds!r}, timeout={self.timeout!r}, "
+            f"client_library={self.client_library!r}, "
             f"client={mask_options(self.client)!r}, producer={mask_options(self.producer)!r}, "
             f"consumer={mask_options(self.consumer)!r})"
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import re
 from typing import Any
 
@@ -79,6 +80,26 @@ def _epoch_text(value: float) -> str:
     return repr(value) if isinstance(value, float) and not value.is_integer() else str(int(value))
 
 
+CLIENT_LIBRARIES = ("kafka-python", "confluent")
+CONFLUENT_INSTALL = "pip install 'celery-kafka-workers[confluent]'"
+
+
+def _client_library(key: str, value: Any) -> str:
+    """The Kafka client library of a cluster; ``confluent`` only where confluent-kafka imports."""
+    choice(*CLIENT_LIBRARIES)(key, value)
+    if value == "confluent":
+        try:
+            importlib.import_module("confluent_kafka")
+        except ImportError:
+            raise fail(
+                key,
+                value,
+                f"'kafka-python', or 'confluent' once confluent-kafka is installed "
+                f"({CONFLUENT_INSTALL})",
+            ) from None
+    return str(value)
+
+
 TOP: dict[str, Field] = {
     "workers_kafka_clusters": Field("dict", "a mapping of cluster name to cluster settings"),
     "workers_pipelines": Field("dict", "a mapping of pipeline name to pipeline settings", {}),
@@ -128,6 +149,9 @@ CLUSTER: dict[str, Field] = {
         at_least(1, _SECONDS_MAX, " (reconnecting faster than 1 s only churns connections)"),
     ),
     "timeout": Field("float", "seconds as a number between 0.1 and 300", 6.0, at_least(0.1, 300)),
+    "client_library": Field(
+        "str", "'kafka-python' or 'confluent'", "kafka-python", _client_library
+    ),
     "producer": Field("dict", "a mapping of kafka-python producer options", {}),
     "consumer": Field("dict", "a mapping of kafka-python consumer options", {}),
 }

@@ -82,13 +82,19 @@ class Connections:
     def producer(self, cluster: str) -> Any:
         """The process's producer for ``cluster`` (thread-safe, shared)."""
         conf = self.settings.cluster(cluster)
-        return self._get("producer", cluster, 0, conf.reconnect_seconds, conf.producer_options)
+        return self._get(
+            "producer", cluster, 0, conf.reconnect_seconds, conf.producer_options,
+            conf.client_library,
+        )  # fmt: skip
 
     def consumer(self, cluster: str) -> Any:
         """This thread's consumer for ``cluster``: manual assignment, no group, no auto commit."""
         conf = self.settings.cluster(cluster)
         thread = threading.get_ident()
-        return self._get("consumer", cluster, thread, conf.reconnect_seconds, conf.consumer_options)
+        return self._get(
+            "consumer", cluster, thread, conf.reconnect_seconds, conf.consumer_options,
+            conf.client_library,
+        )  # fmt: skip
 
     def admin(self, cluster: str) -> Any:
         """This thread's admin client for ``cluster``."""
@@ -162,6 +168,7 @@ class Connections:
         thread: int,
         max_age: float | None,
         options: Callable[[], dict[str, Any]],
+        library: str = "kafka-python",
     ) -> Any:
         self._check_fork()
         key = (kind, name, thread)
@@ -184,7 +191,7 @@ class Connections:
             if kind in _PER_THREAD:
                 close_quietly(kind, entry.client)
         self._outages.check(kind, name)
-        client = build(self._factories, self._outages, kind, name, options)
+        client = build(self._factories, self._outages, kind, name, options, library)
         with self._state.lock:
             raced = self._state.entries.get(key)
             if raced is None:

@@ -1,6 +1,9 @@
 """How the clients of the cache are built and closed: the factories (the real libraries, or
 fakes in unit tests), the Redis client's options, and closing without raising.
 
+A cluster's consumers and producers are kafka-python's, or librdkafka's adapters
+(``workers.kafka.rdkafka``, imported only then) where its ``client_library`` is ``confluent``.
+
 Before a Kafka client is built, kafka-python's loggers get the guard that keeps its wire-level
 records free of secrets (``workers.runtime.logmask``), whatever the process's logging.
 
@@ -28,14 +31,29 @@ from workers.runtime.logmask import guard_kafka_logs, option_secrets
 logger = logging.getLogger(__name__)
 
 
+def _rdkafka_producer(**options: Any) -> Any:
+    from workers.kafka.rdkafka import rdkafka_producer  # the [confluent] extra
+
+    return rdkafka_producer(**options)
+
+
+def _rdkafka_consumer(**options: Any) -> Any:
+    from workers.kafka.rdkafka import rdkafka_consumer  # the [confluent] extra
+
+    return rdkafka_consumer(**options)
+
+
 @dataclass(frozen=True, slots=True)
 class Factories:
-    """How clients are built; unit tests pass fakes, production uses the real libraries."""
+    """How clients are built; unit tests pass fakes, production uses the real libraries.
+    ``rdkafka_*`` build the consumers and producers of ``client_library: confluent``."""
 
     producer: Callable[..., Any] = KafkaProducer
     consumer: Callable[..., Any] = KafkaConsumer
     admin: Callable[..., Any] = KafkaAdminClient
     redis: Callable[..., Any] = redis.Redis.from_url
+    rdkafka_producer: Callable[..., Any] = _rdkafka_producer
+    rdkafka_consumer: Callable[..., Any] = _rdkafka_consumer
 
 
 def redis_options(settings: Settings, url: str) -> dict[str, Any]:
@@ -57,10 +75,12 @@ def build(
     kind: str,
     name: str,
     options: Callable[[], dict[str, Any]],
+    library: str = "kafka-python",
 ) -> Any:
-    """A new ``kind`` client for cluster/URL ``name``; a failure is noted in ``outages`` and
-    raised as ``RecoverableError``."""
-    factory = getattr(factories, kind)
+    """A new ``kind`` client for cluster/URL ``name``, of the cluster's client ``library``; a
+    failure is noted in ``outages`` and raised as ``RecoverableError``."""
+    rdkafka = library == "confluent" and kind in ("producer", "consumer")
+    factory = getattr(factories, f"rdkafka_{kind}" if rdkafka else kind)
     try:
         built = options()
         if kind != "redis":  # kafka-python logs what it sends at DEBUG: never the secrets
