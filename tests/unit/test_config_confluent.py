@@ -107,6 +107,7 @@ def test_security_options_become_librdkafka_properties_and_stay_secret() -> None
         "sasl.password": SECRET,
         "ssl.endpoint.identification.algorithm": "none",
         "fetch.max.bytes": 2 * 1024 * 1024,
+        "fetch.wait.max.ms": 100,
     }
     assert SECRET not in repr(cluster)
 

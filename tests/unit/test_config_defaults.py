@@ -19,7 +19,12 @@ from workers.config import (
     load_settings,
     settings_for,
 )
-from workers.config.kafka_options import FETCH_MAX_BYTES
+from workers.config.kafka_options import (
+    BATCH_BYTES,
+    FETCH_MAX_BYTES,
+    FETCH_MAX_WAIT_MS,
+    LINGER_MS,
+)
 
 # Variables the loader reads; removed from os.environ in tests that go through settings_for().
 ENV_PREFIXES = ("WORKERS_", "KAFKA_", "ALERT_KAFKA_")
@@ -75,12 +80,16 @@ def test_top_level_and_cluster_defaults() -> None:
         bootstrap_servers=("kafka-1:9092",),
         reconnect_seconds=60.0,
         timeout=6.0,
-        consumer={"fetch_max_bytes": FETCH_MAX_BYTES},  # 2 MiB, not kafka-python's 50 MB
+        # 2 MiB, not kafka-python's 50 MB; 100 ms, not 500 (latency)
+        consumer={"fetch_max_bytes": FETCH_MAX_BYTES, "fetch_max_wait_ms": FETCH_MAX_WAIT_MS},
+        producer={"linger_ms": LINGER_MS, "batch_size": BATCH_BYTES},  # batches of changes
     )
     # No other kafka-python option is added when none is configured: its own defaults apply.
     assert settings.cluster("common").producer_options() == {
         "bootstrap_servers": ["kafka-1:9092"],
         "acks": "all",  # dead letters and alerts must survive a leader change
+        "linger_ms": LINGER_MS,
+        "batch_size": BATCH_BYTES,
     }
 
 

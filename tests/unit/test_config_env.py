@@ -189,7 +189,7 @@ def test_env_defines_a_new_cluster() -> None:
     # Arrange
     environ = {
         "WORKERS_KAFKA_AUDIT_LOGS_BOOTSTRAP_SERVERS": "audit-1:9092,audit-2:9092",
-        "WORKERS_KAFKA_AUDIT_LOGS_PRODUCER_LINGER_MS": "5",
+        "WORKERS_KAFKA_AUDIT_LOGS_PRODUCER_LINGER_MS": "7",
     }
 
     # Act
@@ -198,7 +198,7 @@ def test_env_defines_a_new_cluster() -> None:
     # Assert
     audit = settings.cluster("audit_logs")
     assert audit.bootstrap_servers == ("audit-1:9092", "audit-2:9092")
-    assert audit.producer == {"linger_ms": 5}
+    assert audit.producer == {"linger_ms": 7, "batch_size": 256 * 1024}  # the default size
 
 
 def test_env_pipeline_settings() -> None:

@@ -12,7 +12,12 @@ import pytest
 
 from tests.unit.config_support import REDIS_URL, SECRET, A, C, conf_with
 from workers.config import load_settings, mask_options, mask_url
-from workers.config.kafka_options import FETCH_MAX_BYTES
+from workers.config.kafka_options import (
+    BATCH_BYTES,
+    FETCH_MAX_BYTES,
+    FETCH_MAX_WAIT_MS,
+    LINGER_MS,
+)
 
 # -- secrets -----------------------------------------------------------------------------------
 
@@ -97,6 +102,8 @@ def test_client_options_carry_every_option_as_configured(tmp_path: Path) -> None
         **configured,
         "acks": "all",
         "sasl_plain_password": SECRET,
+        "linger_ms": LINGER_MS,
+        "batch_size": BATCH_BYTES,
     }
     assert consumer == {
         **servers,
@@ -107,6 +114,7 @@ def test_client_options_carry_every_option_as_configured(tmp_path: Path) -> None
         "max_poll_records": 100,
         "client_id": "workers-consumer",
         "fetch_max_bytes": FETCH_MAX_BYTES,
+        "fetch_max_wait_ms": FETCH_MAX_WAIT_MS,
     }
 
 
