@@ -15,6 +15,13 @@ ClusterFactory = Callable[..., Cluster]
 
 # Modules whose tests run in every execution mode of a pipeline's stages.
 EVERY_EXECUTION = pytest.mark.parametrize("execution", ["chain", "fused"], indirect=True)
+# Modules whose tests (delivery, crashes, bad input) run in every execution mode and on every
+# Kafka client library: not all four pairs, each mode and each library at least once.
+EVERY_VARIANT = pytest.mark.parametrize(
+    ("execution", "client_library"),
+    [("chain", "kafka-python"), ("fused", "kafka-python"), ("fused", "confluent")],
+    indirect=True,
+)
 
 
 @pytest.fixture
@@ -25,13 +32,29 @@ def execution(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
+def client_library(request: pytest.FixtureRequest) -> str:
+    """The Kafka client library of the workers' cluster: kafka-python unless a module
+    parametrizes it (``EVERY_VARIANT``); confluent needs the ``[confluent]`` extra."""
+    library = str(getattr(request, "param", "kafka-python"))
+    if library == "confluent":
+        pytest.importorskip("confluent_kafka", reason="the [confluent] extra is not installed")
+    return library
+
+
+@pytest.fixture
 def celery_cluster(
-    kafka_bootstrap: str, redis_url: str, key_prefix: str, tmp_path: Path, execution: str
+    kafka_bootstrap: str,
+    redis_url: str,
+    key_prefix: str,
+    tmp_path: Path,
+    execution: str,
+    client_library: str,
 ) -> Iterator[ClusterFactory]:
     made: list[Cluster] = []
 
     def make(pipelines: dict[str, Any], **extra: str) -> Cluster:
         pipelines = {name: {"execution": execution, **p} for name, p in pipelines.items()}
+        extra = {"WORKERS_KAFKA_TEST_CLIENT_LIBRARY": client_library, **extra}
         env, queue = make_env(
             kafka=kafka_bootstrap, redis_url=redis_url, prefix=key_prefix,
             pipelines=pipelines, **extra,

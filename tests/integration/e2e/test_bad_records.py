@@ -8,11 +8,11 @@ import uuid
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from tests.integration.e2e.conftest import EVERY_EXECUTION, ClusterFactory
+from tests.integration.e2e.conftest import EVERY_VARIANT, ClusterFactory
 from tests.integration.e2e.harness import wait_for
 from tests.integration.e2e.test_delivery import pipeline, seen, stored
 
-pytestmark = [pytest.mark.slow, EVERY_EXECUTION]
+pytestmark = [pytest.mark.slow, EVERY_VARIANT]
 
 # (value, the reason the dead letter must carry)
 BAD: list[tuple[bytes | None, str]] = [

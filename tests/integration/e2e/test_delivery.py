@@ -10,12 +10,12 @@ import uuid
 import pytest
 import redis
 
-from tests.integration.e2e.conftest import EVERY_EXECUTION, ClusterFactory
+from tests.integration.e2e.conftest import EVERY_VARIANT, ClusterFactory
 from tests.integration.e2e.harness import Cluster, produce, wait_for
 from workers.state.keys import Space
 from workers.state.offsets import RedisOffsetStore
 
-pytestmark = [pytest.mark.slow, EVERY_EXECUTION]
+pytestmark = [pytest.mark.slow, EVERY_VARIANT]
 
 
 def pipeline(topic: str, **overrides: object) -> dict[str, object]:

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from kafka import KafkaProducer
 
-from tests.integration.e2e.conftest import EVERY_EXECUTION, ClusterFactory
+from tests.integration.e2e.conftest import EVERY_VARIANT, ClusterFactory
 from tests.integration.e2e.harness import wait_for
 from tests.integration.e2e.hostile import Kind, corpus, event, raw
 from tests.integration.e2e.test_alarms import read_changes
@@ -22,7 +22,7 @@ from tests.integration.e2e.test_delivery import pipeline, stored
 from workers.alarms.events import parse_event
 from workers.alarms.state import AlertStore
 
-pytestmark = [pytest.mark.slow, EVERY_EXECUTION]
+pytestmark = [pytest.mark.slow, EVERY_VARIANT]
 
 PARTITIONS = 4
 GOOD = 200

@@ -11,14 +11,14 @@ import pytest
 import redis
 from kafka import KafkaProducer
 
-from tests.integration.e2e.conftest import EVERY_EXECUTION, ClusterFactory
+from tests.integration.e2e.conftest import EVERY_VARIANT, ClusterFactory
 from tests.integration.e2e.harness import wait_for
 from tests.integration.e2e.test_bad_records import read_all
 from tests.integration.e2e.test_delivery import handed_off, pipeline, seen, stored
 from workers.state.keys import Space
 from workers.state.ledger_redis import RedisLedger
 
-pytestmark = [pytest.mark.slow, EVERY_EXECUTION]
+pytestmark = [pytest.mark.slow, EVERY_VARIANT]
 
 
 def produce_values(bootstrap: str, topic: str, values: list[dict[str, Any]]) -> dict[int, int]:
