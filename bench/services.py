@@ -19,6 +19,7 @@ import redis
 from celery import Celery
 
 from bench import celeryconfig
+from workers.runtime.setup import setup
 from workers.testing import RedisServer, TansuBroker
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -98,9 +99,10 @@ def names() -> tuple[str, str]:
 
 
 def app_for(env: dict[str, str]) -> Celery:
-    """An in-process Celery app configured like the workers of ``env``."""
+    """An in-process Celery app configured and set up like the workers of ``env``."""
     app = Celery("bench", set_as_current=False)
     app.conf.update(celeryconfig.build(env))
+    setup(app)  # as workers.app does: the same transport patches as a worker's
     return app
 
 

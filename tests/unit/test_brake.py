@@ -14,6 +14,7 @@ from tests.unit.config_support import base_conf
 from tests.unit.pulling_world import DLQ, SPACE, TOPIC, World, pipeline
 from workers.config import load_settings
 from workers.exceptions import ConfigError
+from workers.pulling import outbox
 from workers.state.brake import PULL, Limits, MemoryBrake, Tally, Verdict
 from workers.state.keys import Space
 
@@ -328,10 +329,11 @@ def test_decoded_records_are_reported_before_the_next_refusal_in_order(world: Wo
     assert summary.dead_lettered == 2 and summary.stopped_by == "caught_up"
 
 
-def test_a_window_of_clean_records_is_reported_without_waiting_for_the_cycle(
-    world: World,
+def test_clean_records_are_reported_every_so_many_without_waiting_for_the_cycle(
+    world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    config = pipeline(batch_size=10, dead_letter_window=20)
+    monkeypatch.setattr(outbox, "REPORT_EVERY", 20)
+    config = pipeline(batch_size=10, dead_letter_window=10)
     brake = CountingBrake(clock=world.clock)
     world.fill(0, 45)
 

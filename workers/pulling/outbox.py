@@ -25,6 +25,10 @@ from workers.state.ledger import Slice
 
 logger = logging.getLogger(__name__)
 
+# Records that all decoded, reported to the brake (and the pipeline's counters) at the latest
+# after this many: a long cycle's counters stay fresh.
+REPORT_EVERY = 100_000
+
 
 class Outbox:
     """Where one puller's batches leave: the ledger first, then the dispatcher."""
@@ -87,10 +91,11 @@ class Outbox:
         """Report what was read since the last report to the dead-letter brake, then send the
         refused records and wait for the broker. Raises ``Stop("brake")`` (nothing sent,
         nothing recorded: the next pull after a resume reads them again) when it is tripped.
-        Records that all decoded are reported with the next refusal, once a window's worth
-        has gathered, or at the end of the cycle (``report``): one call per cycle, not per
-        batch, in the common case; the brake sees the same records in the same order."""
-        if run.refused or run.tally.seen >= (self.limits.window if self.limits else 0):
+        Records that all decoded are reported with the next refusal, at the end of the
+        cycle (``report``), or every ``REPORT_EVERY`` records: one call per cycle, not per
+        batch, in the common case; the brake sees the same records in the same order (a
+        window full of records that passed starts a new one at the next report either way)."""
+        if run.refused or run.tally.seen >= REPORT_EVERY:
             self.report(run)
         refused, run.refused = run.refused, []
         for record, reason in refused:
