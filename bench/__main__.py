@@ -46,10 +46,31 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--memory-repeat", type=int, default=1)
     p.add_argument("--latency-seconds", type=float, help="measured seconds per run (20)")
     p.add_argument("--latency-warmup", type=float, help="seconds before measuring (5)")
-    p.add_argument("--latency-rate", type=float,
-                   help="events/s (default: half the 2-process end-to-end median)")  # fmt: skip
-    p.add_argument("--only", default=",".join(s for s in SCENARIOS if s not in CONFLUENT),
-                   help="comma-separated: %(default)s; also " + ",".join(CONFLUENT))  # fmt: skip
+    p.add_argument(
+        "--latency-rate",
+        type=float,
+        default=1000.0,
+        help="events/s of the latency runs (%(default)s)",
+    )
+    p.add_argument(
+        "--latency-execution",
+        default="fused",
+        choices=("chain", "fused"),
+        help="how the latency runs' pipeline runs its stages (%(default)s)",
+    )
+    p.add_argument(
+        "--execution",
+        default="chain,fused",
+        help="execution modes of the end-to-end runs, comma-separated (%(default)s)",
+    )
+    p.add_argument(
+        "--memory-execution",
+        default="fused",
+        choices=("chain", "fused"),
+        help="how the memory run's pipeline runs its stages (%(default)s)",
+    )
+    p.add_argument("--only", help="comma-separated, of " + ",".join(SCENARIOS) + " (all; "
+                   + ",".join(CONFLUENT) + " only with confluent-kafka installed)")  # fmt: skip
     p.add_argument("--quick", action="store_true", help="tiny sizes: checks that it runs")
     p.add_argument("--json", type=Path, default=DEFAULT_JSON, help="where results go")
     args = p.parse_args(argv)
@@ -61,9 +82,14 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         if getattr(args, name) is None:
             setattr(args, name, small if quick else full)
     args.memory_baseline = min(args.memory_baseline, args.memory_records // 2)
+    if args.only is None:  # librdkafka's peers when the [confluent] extra is installed
+        args.only = ",".join(s for s in SCENARIOS if s not in CONFLUENT or _has_confluent())
     unknown = set(args.only.split(",")) - set(SCENARIOS)
     if unknown:
         p.error(f"--only: unknown scenario(s) {', '.join(sorted(unknown))}")
+    args.executions = [x.strip() for x in args.execution.split(",") if x.strip()]
+    if not args.executions or set(args.executions) - {"chain", "fused"}:
+        p.error(f"--execution: 'chain', 'fused' or both, comma-separated; got {args.execution!r}")
     if set(args.only.split(",")) & set(CONFLUENT) and not _has_confluent():
         p.error("--only: raw_confluent and pull_confluent need confluent-kafka: "
                 "pip install 'celery-kafka-workers[confluent]'")  # fmt: skip
@@ -122,22 +148,26 @@ def run(args: argparse.Namespace, svc: Services, tmp: Path) -> dict[str, Any]:
             topics.append(topic)
             details["e2e"] = []
             for i in range(args.repeat):
-                for n in (1, 2):
-                    found = e2e.run(svc, topic, args.e2e_records, n, tmp)
-                    details["e2e"].append(found)
-                    measure(figures, f"e2e_{n}", i + 1, float, found["events_per_second"])
+                for execution in args.executions:
+                    for n in (1, 2):
+                        found = e2e.run(svc, topic, args.e2e_records, n, tmp, execution)
+                        details["e2e"].append(found)
+                        key = f"e2e_{execution}_{n}"
+                        measure(figures, key, i + 1, float, found["events_per_second"])
+                        cpu = sum(us for role, us in found["cpu_us_per_event"].items()
+                                  if role != "bench")  # fmt: skip
+                        measure(figures, f"cpu_{execution}_{n}", i + 1, float, cpu)
         if "latency" in only:
             rate = args.latency_rate
-            if rate is None:
-                e2e_2 = figures.get("e2e_2")
-                rate = round(e2e_2.as_dict("")["median"] / 2) if e2e_2 else 2000.0
-            notes.append(f"latency at {rate:,.0f} events/s, {args.latency_seconds:g} s measured "
-                         f"after {args.latency_warmup:g} s of warm-up")  # fmt: skip
+            notes.append(f"latency at {rate:,.0f} events/s, stages {args.latency_execution}, "
+                         f"{args.latency_seconds:g} s measured after {args.latency_warmup:g} s "
+                         "of warm-up")  # fmt: skip
             details["latency"] = []
             for i in range(args.repeat):
                 for mode in ("long_lived", "beat"):
                     found = latency.run(svc, mode, rate, args.latency_seconds,
-                                        args.latency_warmup, tmp)  # fmt: skip
+                                        args.latency_warmup, tmp,
+                                        args.latency_execution)  # fmt: skip
                     details["latency"].append({"mode": mode, **found})
                     for q in ("p50", "p95", "p99"):
                         figures.setdefault(f"latency_{mode}_{q}", Figure()).runs.append(found[q])
@@ -148,7 +178,8 @@ def run(args: argparse.Namespace, svc: Services, tmp: Path) -> dict[str, Any]:
             topics.append(topic)
             details["memory"] = []
             for i in range(args.memory_repeat):
-                found = memory.run(svc, topic, args.memory_records, args.memory_baseline, tmp)
+                found = memory.run(svc, topic, args.memory_records, args.memory_baseline, tmp,
+                                   args.memory_execution)  # fmt: skip
                 details["memory"].append(found)
                 figures.setdefault("memory_ratio", Figure()).runs.append(found["max_ratio"])
                 say(f"  memory {i + 1}: {found}")

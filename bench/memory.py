@@ -20,14 +20,20 @@ PROCESSES = 2
 
 
 def run(
-    svc: Services, topic: str, total: int, baseline: int, tmp: Path, timeout: float = 3600
+    svc: Services,
+    topic: str,
+    total: int,
+    baseline: int,
+    tmp: Path,
+    execution: str = "fused",
+    timeout: float = 3600,
 ) -> dict[str, Any]:
     at_baseline: dict[int, int] = {}
     peaks: dict[int, int] = {}
     # RSS along the way, to tell growth with the backlog from a one-off step.
     marks = sorted({baseline, *(int(total * f) for f in (0.1, 0.25, 0.5, 0.75, 1.0))})
     curve: dict[int, dict[int, int]] = {}
-    with alarm_pipeline(svc, topic, tmp) as (cluster, progress):
+    with alarm_pipeline(svc, topic, tmp, execution=execution) as (cluster, progress):
         worker = cluster.worker(concurrency=PROCESSES)
         main = worker.pid
         cluster.beat()

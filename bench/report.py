@@ -20,8 +20,18 @@ LABELS = {
     "pull": ("pull path (lease, seek, poll, decode, hand-off, commit)", "records/s"),
     "raw_confluent": ("raw consumer (confluent-kafka, assign + consume)", "records/s"),
     "pull_confluent": ("pull path, client_library confluent (librdkafka)", "records/s"),
-    "e2e_1": ("end to end, 1 worker process", "events/s"),
-    "e2e_2": ("end to end, 2 worker processes", "events/s"),
+    **{
+        f"{kind}_{execution}_{n}": (
+            f"{what} {execution}, {n} worker process{'es' if n > 1 else ''}",
+            unit,
+        )
+        for kind, what, unit in (
+            ("e2e", "end to end", "events/s"),
+            ("cpu", "CPU per event, all processes,", "µs"),
+        )
+        for execution in ("chain", "fused")
+        for n in (1, 2)
+    },
     "latency_long_lived_p50": ("latency, long-lived mode, p50", "ms"),
     "latency_long_lived_p95": ("latency, long-lived mode, p95", "ms"),
     "latency_long_lived_p99": ("latency, long-lived mode, p99", "ms"),
@@ -56,16 +66,21 @@ class Target:
 
 
 TARGETS = (
+    Target("pull >= 1.3 x the origin's take()", ("pull", "origin"),
+           lambda m: m["pull"] / m["origin"], lambda v: v >= 1.3, "{:.2f} x origin"),
     Target("pull >= 0.9 x raw", ("pull", "raw"), lambda m: m["pull"] / m["raw"],
            lambda v: v >= 0.9, "{:.2f} x raw"),
     Target("pull (confluent) >= 2 x raw (kafka-python)", ("pull_confluent", "raw"),
            lambda m: m["pull_confluent"] / m["raw"], lambda v: v >= 2.0, "{:.2f} x raw"),
-    Target("end to end, 2 processes >= 0.3 x raw", ("e2e_2", "raw"),
-           lambda m: m["e2e_2"] / m["raw"], lambda v: v >= 0.3, "{:.3f} x raw"),
-    Target("end to end, 2 processes >= 1.6 x 1 process", ("e2e_2", "e2e_1"),
-           lambda m: m["e2e_2"] / m["e2e_1"], lambda v: v >= 1.6, "{:.2f} x 1 process"),
-    Target("long-lived p99 latency at half load <= 1 s", ("latency_long_lived_p99",),
-           lambda m: m["latency_long_lived_p99"], lambda v: v <= 1000, "{:.0f} ms"),
+    Target("end to end fused, 2 processes: CPU per event <= 80 us", ("cpu_fused_2",),
+           lambda m: m["cpu_fused_2"], lambda v: v <= 80, "{:.0f} us"),
+    Target("end to end fused, 2 processes >= 0.2 x raw", ("e2e_fused_2", "raw"),
+           lambda m: m["e2e_fused_2"] / m["raw"], lambda v: v >= 0.2, "{:.3f} x raw"),
+    Target("end to end fused, 2 processes >= 1.7 x 1 process", ("e2e_fused_2", "e2e_fused_1"),
+           lambda m: m["e2e_fused_2"] / m["e2e_fused_1"], lambda v: v >= 1.7,
+           "{:.2f} x 1 process"),
+    Target("long-lived p99 latency at 1,000 events/s <= 250 ms", ("latency_long_lived_p99",),
+           lambda m: m["latency_long_lived_p99"], lambda v: v <= 250, "{:.0f} ms"),
     Target("worker RSS under the backlog <= 1.5 x RSS after 10,000 records", ("memory_ratio",),
            lambda m: m["memory_ratio"], lambda v: v <= 1.5, "{:.2f} x"),
 )  # fmt: skip
@@ -74,7 +89,8 @@ TARGETS = (
 # The readers side by side: (numerator, denominator), each a median of the same run.
 RATIOS = (("pull", "origin"), ("pull", "raw"), ("origin", "raw"), ("raw_confluent", "raw"),
           ("pull_confluent", "raw"), ("pull_confluent", "pull"),
-          ("pull_confluent", "raw_confluent"))  # fmt: skip
+          ("pull_confluent", "raw_confluent"), ("e2e_fused_2", "e2e_chain_2"),
+          ("cpu_fused_2", "cpu_chain_2"))  # fmt: skip
 
 
 def ratios(medians: dict[str, float]) -> list[dict[str, Any]]:

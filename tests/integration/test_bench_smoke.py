@@ -15,15 +15,25 @@ import pytest
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
+try:
+    import confluent_kafka  # noqa: F401
+
+    CONFLUENT: tuple[str, ...] = ("raw_confluent", "pull_confluent")
+except ImportError:  # librdkafka's peers run only with the [confluent] extra
+    CONFLUENT = ()
 FIGURES = (
     "raw",
     "origin",
     "pull",
-    "e2e_1",
-    "e2e_2",
+    *CONFLUENT,
+    *(f"{kind}_{x}_{n}" for kind in ("e2e", "cpu") for x in ("chain", "fused") for n in (1, 2)),
     *(f"latency_{mode}_{q}" for mode in ("long_lived", "beat") for q in ("p50", "p95", "p99")),
     "memory_ratio",
 )
+RATIOS = {"pull / origin", "pull / raw", "origin / raw", "e2e_fused_2 / e2e_chain_2",
+          "cpu_fused_2 / cpu_chain_2"}  # fmt: skip
+CONFLUENT_RATIOS = {"raw_confluent / raw", "pull_confluent / raw", "pull_confluent / pull",
+                    "pull_confluent / raw_confluent"}  # fmt: skip
 
 
 def number(value: object) -> bool:
@@ -55,15 +65,16 @@ def test_quick_run_writes_every_section_with_numbers(
         assert all(number(v) for v in [*figure["runs"], figure["median"], figure["min"]]), name
         assert figure["min"] <= figure["median"] <= figure["max"], name
     ratios = {r["ratio"]: r["value"] for r in result["ratios"]}
-    assert set(ratios) == {"pull / origin", "pull / raw", "origin / raw"}
+    assert set(ratios) == RATIOS | (CONFLUENT_RATIOS if CONFLUENT else set())
     assert all(number(v) and v > 0 for v in ratios.values())
-    assert len(result["targets"]) == 5
+    assert len(result["targets"]) == (8 if CONFLUENT else 7)
     assert all(number(t["value"]) and isinstance(t["met"], bool) for t in result["targets"])
     (memory,) = result["details"]["memory"]
     assert memory["records"] == 20_000
     assert {row["process"] for row in memory["processes"]} == {"main", "pool"}
     assert all(len(row["rss_kib_at_marks"]) == len(memory["marks"]) for row in memory["processes"])
-    assert [run["processes"] for run in result["details"]["e2e"]] == [1, 2]
+    runs = [(run["execution"], run["processes"]) for run in result["details"]["e2e"]]
+    assert runs == [("chain", 1), ("chain", 2), ("fused", 1), ("fused", 2)]
     for run in result["details"]["e2e"]:
         assert all(number(v) for v in run["cpu_us_per_event"].values())
     assert {run["mode"] for run in result["details"]["latency"]} == {"long_lived", "beat"}
