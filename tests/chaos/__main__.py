@@ -18,6 +18,8 @@ from tests.chaos.table import table
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m tests.chaos", description=__doc__)
     parser.add_argument("--mode", choices=("beat", "long_lived"), default="beat")
+    parser.add_argument("--execution", choices=("chain", "fused"), default="chain",
+                        help="how the pipeline runs its stages")  # fmt: skip
     parser.add_argument("--shape", choices=sorted(SHAPES), default="default")
     parser.add_argument("--records", type=int, help="records to produce (shape's default)")
     parser.add_argument("--rate", type=float, help="records per second")
@@ -44,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     signal.signal(signal.SIGTERM, _interrupt)
     config = shaped(
-        args.shape, mode=args.mode, records=args.records, rate=args.rate,
+        args.shape, mode=args.mode, execution=args.execution, records=args.records, rate=args.rate,
         batch_size=args.batch_size, kills=args.kills, seed=args.seed, storage=args.storage,
         report=args.report, keep_logs=args.keep_logs,
         unacked_mutex_expire=args.unacked_mutex_expire, tick=args.tick,

@@ -33,6 +33,8 @@ from workers.testing import RedisServer, create_topics
 logger = logging.getLogger(__name__)
 
 STAGES = ("chaos.observe", "workers.alarms.parse", "workers.alarms.build", "workers.alarms.publish")
+# The messages of the stages: one per stage (chained), or one running all of them (fused).
+MESSAGES = (*STAGES, "workers.stages.fused")
 _FAILED = re.compile(r"Task (\S+)\[[^\]]+\] raised unexpected: (.*)")
 
 
@@ -72,7 +74,7 @@ def _run(config: ChaosConfig, workdir: Path, stack: ExitStack) -> Report:
     for name in [n for n in env if n.startswith("WORKERS_CHAOS_")]:
         del env[name]  # the package refuses WORKERS_* variables it does not know
     (workdir / "logs").mkdir()
-    trace = BrokerTrace(env["E2E_BROKER_URL"], 1, STAGES)
+    trace = BrokerTrace(env["E2E_BROKER_URL"], 1, MESSAGES)
     trace.start()
     stack.callback(trace.stop)
     t0, t0_wall = time.monotonic(), time.time()
@@ -104,7 +106,7 @@ def _run(config: ChaosConfig, workdir: Path, stack: ExitStack) -> Report:
     log_end = {p: producer.last.get(p, -1) + 1 for p in range(config.partitions)}
     drained = wait_drained(
         client, broker_client, space=space, log_end=log_end, queues=[queue, f"{queue}.consume"],
-        tasks=STAGES, timeout=config.drain_timeout, settle=config.settle_seconds,
+        tasks=MESSAGES, timeout=config.drain_timeout, settle=config.settle_seconds,
         visibility=config.visibility_timeout, tick=fleet.watch,
     )  # fmt: skip
     fleet.stop()  # nothing may change while the truth is read

@@ -31,6 +31,7 @@ class ChaosConfig:
     broker's storage (``auto`` tries postgres, then s3 on moto); ``timeout`` bounds the drain."""
 
     mode: str = "beat"
+    execution: str = "chain"
     records: int = 15_000
     rate: float = 250.0
     batch_size: int = 300
@@ -76,6 +77,7 @@ class ChaosConfig:
                 "workers.alarms.publish",
             ],
             "batch_size": self.batch_size,
+            "execution": self.execution,
             "mode": self.mode,
             "interval": 0.5,
             "start": "earliest",

@@ -16,8 +16,9 @@ from pathlib import Path
 
 import redis
 
-_ID = re.compile(r'\\*"id\\*": \\*"([0-9a-f-]{36})')
-_TASK = re.compile(r'\\*"task\\*": \\*"([\w.]+)')
+# Envelopes are JSON as kombu writes it (": ") or as orjson does (":", workers.runtime.kombu_json).
+_ID = re.compile(r'\\*"id\\*": ?\\*"([0-9a-f-]{36})')
+_TASK = re.compile(r'\\*"task\\*": ?\\*"([\w.]+)')
 _ARGS = re.compile(r"<(\d+) messages: (\S+) \.\. (\S+)>")
 _RECEIVED = re.compile(r"Task \S+\[([0-9a-f-]{36})\] received")
 
