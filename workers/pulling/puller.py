@@ -219,10 +219,7 @@ class Puller:
                 if run.paused and run.paused == set(run.flying):
                     raise Stop("in_flight")
             elif run.batch and self.clock() - run.batch_since >= linger:
-                self.outbox.flush(run)  # under a steady trickle: the batch waited long enough
-                if run.paused and run.paused == set(run.flying):
-                    raise Stop("in_flight")
-                self._check_backlog(run)
+                self._hand_off(run)  # under a steady trickle: the batch waited long enough
 
     def _take(self, run: Run, record: Any) -> None:
         p = record.partition
@@ -246,10 +243,15 @@ class Puller:
         if len(run.batch) >= self.pipeline.batch_size or (
             run.batch_bytes >= self.pipeline.batch_max_bytes
         ):
-            self.outbox.flush(run)
-            if run.paused and run.paused == set(run.flying):
-                raise Stop("in_flight")
-            self._check_backlog(run)
+            self._hand_off(run)
+
+    def _hand_off(self, run: Run) -> None:
+        """Hand off the batch in hand; stop when every partition is paused or the first
+        task's queue is over its limit."""
+        self.outbox.flush(run)
+        if run.paused and run.paused == set(run.flying):
+            raise Stop("in_flight")
+        self._check_backlog(run)
 
     def _check_backlog(self, run: Run) -> None:
         limit = self.pipeline.max_queue_length

@@ -79,15 +79,30 @@ class Stage(Task):  # type: ignore[misc]
             attempt = Attempt(
                 self.request.retries, self._retry_later, ticket, bool(self.request.called_directly)
             )
-            try:
-                with stage_run(self.name, ticket, items, partial(self._brake, ticket)):
-                    result = self._isolated(items, args, kwargs, attempt)
-            except BrakeTripped as tripped:
-                self._hold(where, tripped)
-                raise Ignore() from None  # the batch stays unfinished: nothing moves past it
+            result = self._held_or_run(self, items, args, kwargs, where, attempt)
             if where is not None and where.last:
                 self._finish(where)
             return result
+
+    def _held_or_run(
+        self,
+        stage: Stage,
+        items: Any,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        where: Position | None,
+        attempt: Attempt,
+    ) -> Any:
+        """``stage``'s body on ``items`` in its isolation boundary, counted by the batch's
+        dead-letter brake; when the brake refuses its letters, the batch is held
+        (``Ignore``: unfinished, nothing moves past it)."""
+        ticket = attempt.ticket
+        try:
+            with stage_run(stage.name, ticket, items, partial(self._brake, ticket)):
+                return stage._isolated(items, args, kwargs, attempt)
+        except BrakeTripped as tripped:
+            self._hold(where, tripped)
+            raise Ignore() from None
 
     # -- the ledger ------------------------------------------------------------------------
 
@@ -152,14 +167,18 @@ class Stage(Task):  # type: ignore[misc]
         return secrets_in(self.app.conf, os.environ)
 
     def _retry_later(self, exc: BaseException) -> BaseException:
-        countdown = get_exponential_backoff_interval(
+        result: BaseException = self.retry(exc=exc, countdown=self.backoff(self.request.retries))
+        return result
+
+    def backoff(self, retries: int) -> float:
+        """Seconds before try ``retries + 1`` of this stage (exponential, capped, jittered)."""
+        countdown: float = get_exponential_backoff_interval(
             factor=self.retry_backoff,
-            retries=self.request.retries,
+            retries=retries,
             maximum=self.retry_backoff_max,
             full_jitter=self.retry_jitter,
         )
-        result: BaseException = self.retry(exc=exc, countdown=countdown)
-        return result
+        return countdown
 
     # -- isolation -------------------------------------------------------------------------
 

@@ -28,13 +28,10 @@ from typing import Any
 
 from celery import shared_task
 from celery.exceptions import Ignore
-from celery.utils.time import get_exponential_backoff_interval
 
-from workers.exceptions import BrakeTripped
 from workers.pulling.tickets import HEADER, Position, read
 from workers.runtime.logformat import log_context
 from workers.stages.base import Attempt, Stage, _log_fields
-from workers.stages.braking import stage_run
 
 NAME = "workers.stages.fused"
 
@@ -78,9 +75,8 @@ class Fused(Stage):
         index: int,
         tries: int,
     ) -> Any:
-        ticket = None if where is None else where.ticket
         again = partial(self._again, task, items, stages, index, tries)
-        attempt = Attempt(tries, again, ticket)
+        attempt = Attempt(tries, again, None if where is None else where.ticket)
         r = self.request
         task.push_request(
             id=r.id,
@@ -91,11 +87,7 @@ class Fused(Stage):
             called_directly=True,  # a body's own self.retry() raises (see the module)
         )
         try:
-            with stage_run(task.name, ticket, items, partial(self._brake, ticket)):
-                return task._isolated(items, (), {}, attempt)
-        except BrakeTripped as tripped:
-            self._hold(where, tripped)
-            raise Ignore() from None  # the batch stays unfinished: nothing moves past it
+            return self._held_or_run(task, items, (), {}, where, attempt)
         finally:
             task.pop_request()
 
@@ -112,15 +104,9 @@ class Fused(Stage):
         stage used up its retries, the error itself (the task fails; the ledger re-drives)."""
         if task.max_retries is not None and tries >= task.max_retries:
             return exc
-        countdown = get_exponential_backoff_interval(
-            factor=task.retry_backoff,
-            retries=tries,
-            maximum=task.retry_backoff_max,
-            full_jitter=task.retry_jitter,
-        )
         kwargs = {"stages": stages, "at": index, "tries": tries + 1}
         retry: BaseException = self.retry(
-            args=(items,), kwargs=kwargs, exc=exc, countdown=countdown
+            args=(items,), kwargs=kwargs, exc=exc, countdown=task.backoff(tries)
         )
         return retry
 
