@@ -18,7 +18,7 @@ from workers.connections import Connections, connections_for
 from workers.exceptions import ConfigError, RecoverableError
 from workers.kafka.deadletter import DeadLetters
 from workers.pulling.cycle import Summary
-from workers.pulling.handoff import CeleryDispatcher
+from workers.pulling.handoff import CeleryDispatcher, stage_limit
 from workers.pulling.puller import Puller
 from workers.runtime.logformat import log_context
 from workers.state.brake_redis import RedisBrake
@@ -55,16 +55,15 @@ def redrive_budget(app: Any, pipeline: PipelineConfig) -> float:
         return pipeline.redrive_seconds
     total = 0.0
     for name in pipeline.tasks:
-        task = app.tasks.get(name)
-        limit = getattr(task, "time_limit", None) or app.conf.task_time_limit
-        if not limit:
+        limit = stage_limit(app, name, "time_limit")
+        if limit is None:
             raise ConfigError(
                 f"workers_pipelines.{pipeline.name}.redrive_seconds",
                 None,
                 f"seconds, because stage {name!r} has no time_limit to derive it from (give "
                 "the task a time_limit, set task_time_limit, or set redrive_seconds)",
             )
-        total += float(limit)
+        total += limit
     return 2 * total
 
 

@@ -74,6 +74,13 @@ def _register_fast_json() -> bool:
     return True
 
 
+def stage_limit(app: Celery, name: str, kind: str) -> float | None:
+    """Stage ``name``'s ``kind`` (``time_limit`` or ``soft_time_limit``): the task's own, else
+    the app's ``task_<kind>``; None with neither (also for a task not registered here)."""
+    value = getattr(app.tasks.get(name), kind, None) or app.conf[f"task_{kind}"]
+    return float(value) if value else None
+
+
 class Unencodable(WorkersError):
     """A batch could not be serialised for the broker: a message in it is not JSON. Not a
     broker failure: retrying would fail the same way; the messages that fail alone are bad
@@ -153,16 +160,12 @@ class CeleryDispatcher:
         app's ``task_soft_time_limit``/``task_time_limit``); none when a stage has none or
         is not registered here (the worker's defaults apply then)."""
         soft = hard = 0.0
-        conf = self.app.conf
         for name in self.pipeline.tasks:
-            task = self.app.tasks.get(name)
-            if task is None:
+            one_soft = stage_limit(self.app, name, "soft_time_limit")
+            one_hard = stage_limit(self.app, name, "time_limit")
+            if name not in self.app.tasks or one_soft is None or one_hard is None:
                 return {}
-            one_soft = getattr(task, "soft_time_limit", None) or conf.task_soft_time_limit
-            one_hard = getattr(task, "time_limit", None) or conf.task_time_limit
-            if not one_soft or not one_hard:
-                return {}
-            soft, hard = soft + float(one_soft), hard + float(one_hard)
+            soft, hard = soft + one_soft, hard + one_hard
         return {"soft_time_limit": soft, "time_limit": hard}
 
     def hand_off(self, batch: Sequence[Message], ticket: Ticket) -> None:
