@@ -83,6 +83,27 @@ class Problems:
             raise self.fatal
 
 
+class Handle:
+    """An adapter owning a librdkafka handle (``_rd``) and its ``_problems``: in a forked child
+    the handle is abandoned, never touched nor freed (see the module), and any use raises."""
+
+    _rd: Any
+    _problems: Problems
+    _abandoned: bool = False
+
+    def abandon(self) -> None:
+        """In a forked child: never touch nor free the parent's handle."""
+        if not self._abandoned:
+            self._abandoned = True
+            keep_forever(self._rd)
+
+    def _check(self) -> None:
+        if self._abandoned:
+            what = self._problems.what
+            raise kafka_errors.KafkaError(f"librdkafka {what} used in a forked child")
+        self._problems.check()
+
+
 def handle_config(problems: Problems) -> dict[str, Any]:
     """The properties every handle gets: its log lines through Python logging on the masked
     ``LIBRDKAFKA_LOGGER`` (never stderr), and its errors to ``problems``."""

@@ -25,10 +25,10 @@ from kafka import errors as kafka_errors
 
 from workers.kafka.rdkafka.base import (
     OUT_OF_RANGE,
+    Handle,
     Problems,
     RdKafkaError,
     handle_config,
-    keep_forever,
     track,
     translate,
 )
@@ -52,7 +52,7 @@ def _rd_tp(tp: TopicPartition, offset: int = confluent_kafka.OFFSET_INVALID) -> 
     return confluent_kafka.TopicPartition(tp.topic, tp.partition, offset)
 
 
-class RdKafkaConsumer:
+class RdKafkaConsumer(Handle):
     """A librdkafka consumer as the package's ``Consumer``: manual assignment only, no group
     membership, no commits. ``poll`` raises ``OffsetOutOfRangeError({tp: offset})`` for a fetch
     position outside the log, and kafka-python's error for any other error librdkafka reports;
@@ -277,18 +277,7 @@ class RdKafkaConsumer:
             if self._queries is not None:
                 self._queries.close()
 
-    def abandon(self) -> None:
-        """In a forked child: never touch nor free the parent's handle (see ``base``)."""
-        if not self._abandoned:
-            self._abandoned = True
-            keep_forever(self._rd)
-
     # -- internals ------------------------------------------------------------------------------
-
-    def _check(self) -> None:
-        if self._abandoned:
-            raise kafka_errors.KafkaError("librdkafka consumer used in a forked child")
-        self._problems.check()
 
     def _query(self) -> Any:
         if self._queries is None:

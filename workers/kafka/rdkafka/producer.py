@@ -21,7 +21,7 @@ from kafka import errors as kafka_errors
 from kafka.future import Future
 from kafka.producer.future import RecordMetadata
 
-from workers.kafka.rdkafka.base import Problems, handle_config, keep_forever, track, translate
+from workers.kafka.rdkafka.base import Handle, Problems, handle_config, track, translate
 from workers.kafka.rdkafka.properties import producer_config
 
 logger = logging.getLogger(__name__)
@@ -72,7 +72,7 @@ class DeliveryFuture(Future):  # type: ignore[misc]  # kafka-python ships no typ
         return self.value
 
 
-class RdKafkaProducer:
+class RdKafkaProducer(Handle):
     """A librdkafka producer as ``KafkaProducer`` is used by the package (see the module).
 
     ``send`` raises what kafka-python's would at once: ``MessageSizeTooLargeError`` for a record
@@ -168,17 +168,6 @@ class RdKafkaProducer:
             close = getattr(self._rd, "close", None)  # older releases have none: freed instead
             if close is not None:
                 close()
-
-    def abandon(self) -> None:
-        """In a forked child: never touch nor free the parent's handle (see ``base``)."""
-        if not self._abandoned:
-            self._abandoned = True
-            keep_forever(self._rd)
-
-    def _check(self) -> None:
-        if self._abandoned:
-            raise kafka_errors.KafkaError("librdkafka producer used in a forked child")
-        self._problems.check()
 
 
 def rdkafka_producer(**options: Any) -> RdKafkaProducer:
