@@ -12,7 +12,7 @@ import pytest
 from tests.unit.config_support import DROP, SECRET, C, conf_with, load_error, minimal_conf
 from tests.unit.fakes import FakeFactories
 from workers.config import load_settings
-from workers.config.kafka_options import rdkafka_config
+from workers.config.rdkafka_options import rdkafka_config
 from workers.connections import Connections
 
 pytest.importorskip("confluent_kafka", reason="confluent-kafka (the [confluent] extra) is absent")

@@ -19,6 +19,7 @@ from workers.config.model import (
     Settings,
     _frozen,
 )
+from workers.config.rdkafka_options import check_rdkafka
 from workers.config.specs import CLUSTER, PIPELINE, TOP, check_name
 from workers.exceptions import ConfigError
 
@@ -131,7 +132,7 @@ def _cluster(name: str, raw: Any) -> ClusterConfig:
     if library == "confluent":  # every option must have a librdkafka equivalent
         for where, options in ((prefix, client), (f"{prefix}.producer", producer),
                                (f"{prefix}.consumer", consumer)):  # fmt: skip
-            ko.check_rdkafka(where, options)
+            check_rdkafka(where, options)
     return ClusterConfig(
         name=name,
         bootstrap_servers=bootstrap,

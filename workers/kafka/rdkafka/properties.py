@@ -1,5 +1,5 @@
 """The librdkafka properties of the adapters' handles, from the kafka-python options the
-package validated (``workers.config.kafka_options.rdkafka_config`` translates the names), and
+package validated (``workers.config.rdkafka_options.rdkafka_config`` translates the names), and
 the settings the package fixes for them, each with why."""
 
 from __future__ import annotations
@@ -8,7 +8,8 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from workers.config.kafka_options import FETCH_MAX_BYTES, rdkafka_config
+from workers.config.kafka_options import FETCH_MAX_BYTES
+from workers.config.rdkafka_options import rdkafka_config
 
 logger = logging.getLogger(__name__)
 
