@@ -50,7 +50,9 @@ class Services:
             BENCH_KAFKA=self.kafka,
             BENCH_REDIS_URL=self.redis_url,
             BENCH_PREFIX=prefix,
-            BENCH_PIPELINES=json.dumps(pipelines),
+            # A group per run: each run reads its topic afresh under a new key prefix, and a
+            # pull would otherwise restore the last run's Kafka copy of the offsets.
+            BENCH_PIPELINES=json.dumps({n: {"group": prefix, **p} for n, p in pipelines.items()}),
             **extra,
         )
         return env

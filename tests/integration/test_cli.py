@@ -70,7 +70,8 @@ def test_check_flags_each_missing_topic_until_topics_create_makes_them_once(
     assert again.stdout.splitlines() == [f"exists        test/{t}" for t in names]
     assert [x.exit_code for x in (dry, created, again, checked, as_json)] == [0] * 5
     assert all(line.startswith("ok  ") for line in checked.stdout.splitlines())
-    assert len(checked.stdout.splitlines()) == 4 + 3  # settings, redis, broker, cluster; topics
+    # settings, redis, broker, cluster; topics; Kafka's copy of the pipeline's offsets
+    assert len(checked.stdout.splitlines()) == 4 + 3 + 1
     assert json.loads(as_json.stdout)["ok"] is True
 
 
@@ -187,7 +188,8 @@ def test_check_never_shows_a_secret(
 
 LAG_KEYS = {"pipeline", "cluster", "topic", "group", "mode", "started", "start", "lag",
             "oldest_unread_age_seconds", "partition_count", "partitions_held", "in_flight",
-            "counters", "brake", "last_pull_age_seconds", "read_per_second"}  # fmt: skip
+            "counters", "brake", "last_pull_age_seconds", "read_per_second",
+            "lag_change_per_second", "catch_up_seconds"}  # fmt: skip
 
 
 @pytest.fixture

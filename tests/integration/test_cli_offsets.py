@@ -27,10 +27,10 @@ pytestmark = pytest.mark.integration
 
 PIPELINE_KEYS = {"pipeline", "cluster", "topic", "group", "mode", "lag", "partitions",
                  "oldest_unread_age_seconds", "partitions_held", "counters",
-                 "in_flight", "brake"}  # fmt: skip
+                 "in_flight", "brake", "kafka_copy"}  # fmt: skip
 PARTITION_KEYS = {"partition", "stored", "log_start", "log_end", "lag", "oldest_unread_ms",
                   "oldest_unread_age_seconds", "skipped_out_of_range", "holder",
-                  "in_flight"}  # fmt: skip
+                  "in_flight", "kafka_committed"}  # fmt: skip
 
 
 @pytest.fixture
@@ -96,7 +96,7 @@ def test_offsets_show_lag_is_log_end_minus_stored_with_the_oldest_unread_time(
     assert text[0].startswith(
         f"pipeline alarms: test/{one}, group workers, beat; lag 5, oldest unread "
     )
-    assert text[2].split()[:5] == ["0", "1", "0", "4", "3"]
+    assert text[2].split()[:6] == ["0", "1", "1", "0", "4", "3"]  # Kafka's copy: 1 too
     assert "nothing stored" not in "\n".join(text)
 
 
@@ -291,7 +291,8 @@ def test_offsets_show_json_lists_a_pipeline_it_cannot_read_among_its_errors(
     assert named.stderr.startswith(f"Error: topic {missing!r} does not exist")
 
 
-RESET_KEYS = {"ok", "pipeline", "cluster", "topic", "group", "target", "dry_run", "partitions"}
+RESET_KEYS = {"ok", "pipeline", "cluster", "topic", "group", "method", "target", "time_ms",
+              "dry_run", "partitions"}  # fmt: skip
 
 
 def test_offsets_reset_json_reports_before_and_after_and_asks_on_stderr(
@@ -309,8 +310,9 @@ def test_offsets_reset_json_reports_before_and_after_and_asks_on_stderr(
 
     docs = [json.loads(x.stdout) for x in (dry, first, asked)]
     assert all(set(d) == RESET_KEYS and d["ok"] is True for d in docs)
-    assert [(d["target"], d["dry_run"]) for d in docs] == [
-        ("earliest", True), ("earliest", False), ("latest", False),
+    assert [(d["method"], d["target"], d["time_ms"], d["dry_run"]) for d in docs] == [
+        ("to", "earliest", None, True), ("to", "earliest", None, False),
+        ("to", "latest", None, False),
     ]  # fmt: skip
     rows = [[(p["partition"], p["before"], p["after"]) for p in d["partitions"]] for d in docs]
     assert rows == [
@@ -318,9 +320,9 @@ def test_offsets_reset_json_reports_before_and_after_and_asks_on_stderr(
         [(0, None, 0), (1, None, 0), (2, None, 0)],
         [(0, 0, 3), (1, 0, 1)],
     ]
-    edges = [(p["log_start"], p["log_end"], p["outside_log"], p["held"])
+    edges = [(p["log_start"], p["log_end"], p["outside_log"], p["clamped"], p["held"])
              for p in docs[2]["partitions"]]  # fmt: skip
-    assert edges == [(0, 3, False, False), (0, 1, False, True)]
+    assert edges == [(0, 3, False, False, False), (0, 1, False, False, True)]
     assert "Reset 2 partition(s) to latest? [y/N]" in asked.stderr
     assert "partition  before  after  change" in asked.stderr
     assert "reset 2 partition(s)" in asked.stderr

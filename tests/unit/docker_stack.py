@@ -27,7 +27,9 @@ COMBOS = {
     "single": ("compose.yml",),
     "cluster": ("compose.yml", "compose.cluster.yml"),
 }
-PACKAGE_SERVICES = {"init", "worker", "consumer", "beat"}
+PACKAGE_SERVICES = {"init", "worker", "consumer", "beat", "exporter"}
+# The monitoring services, from upstream images.
+MONITORING_SERVICES = {"prometheus", "grafana"}
 # Names the configuration reads besides WORKERS_*: celeryconfig.py, workers/app.py, the origin's.
 OTHER_READ = {
     "CELERY_BROKER_URL",
@@ -122,6 +124,23 @@ def render_stack(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, st
 
 def services(rendered: Mapping[tuple[str, str], Any], combo: str, variant: str = "example") -> Any:
     return rendered[(combo, variant)]["services"]
+
+
+def mount(volume: Any) -> tuple[str, str]:
+    """(source, target) of a short ('name:/path:rw') or long (docker compose v2) volume."""
+    if isinstance(volume, Mapping):
+        return str(volume["source"]), str(volume["target"])
+    source, target = str(volume).split(":")[:2]
+    return source, target
+
+
+def published(port: Any) -> tuple[str, int, int]:
+    """(host address, host port, container port) of a short ('ip:host:container/tcp') or long
+    (docker compose v2) port entry."""
+    if isinstance(port, Mapping):
+        return port.get("host_ip", ""), int(port["published"]), int(port["target"])
+    ip, host, target = str(port).split("/")[0].rsplit(":", 2)
+    return ip, int(host), int(target)
 
 
 def environment(service: Mapping[str, Any]) -> dict[str, str]:

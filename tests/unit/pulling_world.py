@@ -13,6 +13,7 @@ from tests.unit.fakes import ManualClock, RecordingDispatcher
 from workers.config import PipelineConfig, StartPolicy
 from workers.kafka.consumer import Consumer
 from workers.kafka.deadletter import DeadLetters
+from workers.pulling.kafka_copy import KafkaCopy
 from workers.pulling.puller import Puller
 from workers.state.brake import Brake
 from workers.state.keys import Space
@@ -76,6 +77,7 @@ class World:
         stopping: Callable[[], bool] = lambda: False,
         budget: float = 60.0,
         brake: Brake | None = None,
+        kafka_copy: KafkaCopy | None = None,
     ) -> Puller:
         return Puller(
             config,
@@ -91,6 +93,7 @@ class World:
             clock=self.clock,
             stopping=stopping,
             until_caught_up=until_caught_up,
+            kafka_copy=kafka_copy,
         )
 
     def fill(self, partition: int, count: int, *, size: int = 0) -> None:

@@ -13,8 +13,9 @@ import pytest
 from workers.cli import main
 from workers.cli.base import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE
 
-# Commands that print no data to read by a script: the demo shows progress for a person.
-WITHOUT_JSON = {"workers demo"}
+# Commands that print no data to read by a script: the demo shows progress for a person, the
+# exporter serves its data over HTTP.
+WITHOUT_JSON = {"workers demo", "workers exporter"}
 
 
 def walk(
@@ -37,7 +38,7 @@ def test_the_walk_finds_every_command() -> None:
         "workers", "workers check", "workers demo", "workers lag", "workers produce",
         "workers topics", "workers topics create", "workers offsets", "workers offsets show",
         "workers offsets reset", "workers dlq", "workers dlq show", "workers dlq replay",
-        "workers dlq resume",
+        "workers dlq resume", "workers exporter",
     }  # fmt: skip
 
 

@@ -12,6 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import arrow
 import pytest
 from celery import Celery
 from click.testing import CliRunner, Result
@@ -22,7 +23,9 @@ from workers.config import PipelineConfig, load_settings
 from workers.ops.check import Finding
 from workers.ops.dlq import Letter, Replay
 from workers.ops.fmt import to_json
+from workers.ops.pace import Pace
 from workers.ops.produce import RECORDS_LISTED, Produced
+from workers.ops.resets import Target
 from workers.ops.status import Flight, PartitionStatus, PipelineStatus
 from workers.ops.topics import Created
 from workers.pulling.positions import ResetRow
@@ -116,7 +119,7 @@ def test_offsets_show_pipeline_keeps_its_partitions() -> None:
 
 
 def test_lag_document_has_one_summary_per_pipeline() -> None:
-    doc = documents.lag([("p", status()), ("q", "boom")], {"p": 12.345})
+    doc = documents.lag([("p", status()), ("q", "boom")], {"p": Pace(12.345, -2.5, 5)})
 
     assert set(doc) == keys("lag") and doc["ok"] is False and doc["time_ms"] > 0
     assert doc["pipelines"] == [{
@@ -125,7 +128,8 @@ def test_lag_document_has_one_summary_per_pipeline() -> None:
         "partition_count": 1, "partitions_held": 1,
         "in_flight": {"batches": 1, "records": 2, "overdue": 0},
         "counters": {"records": 7, "last_ms": 8_000}, "brake": None,
-        "last_pull_age_seconds": 2.0, "read_per_second": 12.3,
+        "last_pull_age_seconds": 2.0, "read_per_second": 12.3, "lag_change_per_second": -2.5,
+        "catch_up_seconds": 2.0,
     }]  # fmt: skip
     assert doc["errors"] == [{"pipeline": "q", "error": "boom"}]
 
@@ -161,23 +165,52 @@ def test_lag_document_without_a_rate_or_a_pull() -> None:
     [pipeline] = documents.lag([("p", row)], {})["pipelines"]
 
     assert (pipeline["read_per_second"], pipeline["last_pull_age_seconds"]) == (None, None)
+    assert (pipeline["lag_change_per_second"], pipeline["catch_up_seconds"]) == (None, None)
     assert pipeline["partitions_held"] == 0
+
+
+def test_lag_document_of_a_lag_that_does_not_shrink_has_no_catch_up_time() -> None:
+    [pipeline] = documents.lag([("p", status())], {"p": Pace(10.0, 4.0, 5)})["pipelines"]
+
+    assert (pipeline["lag_change_per_second"], pipeline["catch_up_seconds"]) == (4.0, None)
 
 
 def test_offsets_reset_document_has_before_and_after_per_partition() -> None:
     rows = [ResetRow(0, None, 4), ResetRow(1, 7, 12)]
 
-    doc = documents.offsets_reset(config(), "latest", False, rows, {0: (0, 4), 1: (0, 9)}, {1})
+    doc = documents.offsets_reset(config(), Target("to", "latest"), False, rows,
+                                  {0: (0, 4), 1: (0, 9)}, {1})  # fmt: skip
 
     assert set(doc) == keys("offsets reset")
     assert (doc["pipeline"], doc["target"], doc["dry_run"], doc["ok"]) == ("p", "latest",
                                                                           False, True)  # fmt: skip
+    assert (doc["method"], doc["time_ms"]) == ("to", None)
     assert doc["partitions"] == [
         {"partition": 0, "before": None, "after": 4, "log_start": 0, "log_end": 4,
-         "outside_log": False, "held": False},
+         "outside_log": False, "clamped": False, "held": False},
         {"partition": 1, "before": 7, "after": 12, "log_start": 0, "log_end": 9,
-         "outside_log": True, "held": True},
+         "outside_log": True, "clamped": False, "held": True},
     ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("target", "method", "time_ms"),
+    [(Target("shift_by", "-5", shift=-5), "shift_by", None),
+     (Target("by_duration", "PT1H", when=arrow.get(1_700_000_000.5)), "by_duration",
+      1_700_000_000_500),
+     (Target("to_datetime", "2023-11-14T22:13:20Z", when=arrow.get(1_700_000_000)),
+      "to_datetime", 1_700_000_000_000),
+     (Target("from_file", "plan.csv", offsets={0: 1}), "from_file", None)],
+)  # fmt: skip
+def test_offsets_reset_document_names_the_method_and_the_time_it_looked_up(
+    target: Target, method: str, time_ms: int | None
+) -> None:
+    rows = [ResetRow(0, 9, 0)]
+
+    doc = documents.offsets_reset(config(), target, True, rows, {0: (0, 9)}, set(), frozenset({0}))
+
+    assert (doc["method"], doc["target"], doc["time_ms"]) == (method, target.text, time_ms)
+    assert doc["partitions"][0]["clamped"] is True
 
 
 def test_produce_document_places_each_record_and_spans_each_partition() -> None:
@@ -220,7 +253,8 @@ def test_dlq_show_document_counts_reasons_and_lists_the_last_letters() -> None:
 
     assert set(doc) == keys("dlq show")
     assert (doc["total"], doc["pending"], doc["dead_letter_topic"]) == (3, 2, "t.dlq")
-    assert doc["reasons"] == [{"reason": "value is not valid JSON (N)", "count": 3}]
+    assert doc["reasons"] == [{"reason": f"value is not valid JSON ({n})", "count": 1}
+                              for n in (1, 2, 3)]  # fmt: skip
     assert [(x["offset"], x["replayed"]) for x in doc["letters"]] == [(2, False), (3, False)]
 
 

@@ -16,22 +16,17 @@ import yaml
 from tests.unit.docker_stack import (
     COMBOS,
     DOCKER,
+    MONITORING_SERVICES,
     OTHER_READ,
     PACKAGE_SERVICES,
     ROOT,
     VARIANTS,
     env_example,
     environment,
+    mount,
+    published,
     services,
 )
-
-
-def mount(volume: Any) -> tuple[str, str]:
-    """(source, target) of a short ('name:/path:rw') or long (docker compose v2) volume."""
-    if isinstance(volume, Mapping):
-        return str(volume["source"]), str(volume["target"])
-    source, target = str(volume).split(":")[:2]
-    return source, target
 
 
 def conditions(service: Mapping[str, Any]) -> dict[str, str]:
@@ -43,15 +38,6 @@ def raw_compose(name: str) -> Any:
     return yaml.safe_load((DOCKER / name).read_text())
 
 
-def published(port: Any) -> tuple[str, int, int]:
-    """(host address, host port, container port) of a short ('ip:host:container/tcp') or long
-    (docker compose v2) port entry."""
-    if isinstance(port, Mapping):
-        return port.get("host_ip", ""), int(port["published"]), int(port["target"])
-    ip, host, target = str(port).split("/")[0].rsplit(":", 2)
-    return ip, int(host), int(target)
-
-
 @pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("combo", COMBOS)
 def test_compose_config_renders(rendered: Any, combo: str, variant: str) -> None:
@@ -61,6 +47,7 @@ def test_compose_config_renders(rendered: Any, combo: str, variant: str) -> None
         "flower",
         *kafkas,
         *PACKAGE_SERVICES,
+        *MONITORING_SERVICES,
     }
 
 
@@ -86,7 +73,7 @@ def test_stack_shape(rendered: Any, combo: str) -> None:
     assert svc["init"]["restart"] == "no"
     # Start order by condition, not by mere start.
     assert conditions(svc["init"]) == {k: "service_healthy" for k in kafkas}
-    for name in ("worker", "beat"):
+    for name in ("worker", "beat", "exporter"):
         assert conditions(svc[name]) == {
             "redis": "service_healthy",
             "init": "service_completed_successfully",

@@ -36,6 +36,6 @@ def test_the_top_level_holds_only_entry_points_and_subpackages() -> None:
     folders = {p.name for p in PACKAGE.iterdir() if p.is_dir() and p.name != "__pycache__"}
 
     assert files == TOP_LEVEL
-    assert folders == {"alarms", "cli", "config", "connections", "demo", "kafka", "ops",
-                       "pulling", "runtime", "stages", "state", "testing"}  # fmt: skip
+    assert folders == {"alarms", "cli", "config", "connections", "demo", "kafka", "metrics",
+                       "ops", "pulling", "runtime", "stages", "state", "testing"}  # fmt: skip
     assert all((PACKAGE / folder / "__init__.py").exists() for folder in folders)

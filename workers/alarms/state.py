@@ -39,6 +39,7 @@ from redis.crc import key_slot
 
 from workers.alarms.lua import APPLY, CLAIM, CLOSE_QUIET, FORGET, MARK, RELEASE
 from workers.kafka.codecs import fast_json
+from workers.metrics import record
 from workers.state.keys import alarm_key
 from workers.state.redis_errors import translated
 
@@ -271,7 +272,8 @@ class AlertStore:
         return alarm_key(self.prefix, "applied", fp, "p:" + change["change_id"])
 
     def count(self, outcomes: Iterable[str], extra: dict[str, int] | None = None) -> None:
-        """Add outcomes (and other counters) to the pipeline's statistics hash."""
+        """Add outcomes (and other counters) to the pipeline's statistics hash, and to the
+        worker's metrics once Redis took them (``workers.metrics.record.alarm_counts``)."""
         totals: dict[str, int] = dict(extra or {})
         for outcome in outcomes:
             totals[outcome] = totals.get(outcome, 0) + 1
@@ -283,6 +285,7 @@ class AlertStore:
             for name, n in totals.items():
                 pipe.hincrby(key, name, n)
             pipe.execute()
+        record.alarm_counts(totals)
 
     def stats(self) -> dict[str, int]:
         with translated("read alarm statistics"):

@@ -21,6 +21,7 @@ from workers.alarms.events import InvalidEvent, parse_event
 from workers.alarms.state import AlertStore, json_bytes
 from workers.connections import connections_for
 from workers.exceptions import RecoverableError
+from workers.metrics import record
 from workers.pulling.tasks import RETRY as TASK_RETRY
 from workers.stages.base import stage
 from workers.stages.letters import dead_letter
@@ -131,6 +132,7 @@ def publish_changes(app: Any, store: AlertStore, changes: Sequence[dict[str, Any
     counts = {"published": len(confirmed), "resent": again}
     store.count([], {name: n for name, n in counts.items() if n})
     if failure is not None:
+        record.publish_failed(len(fresh) - len(confirmed))
         raise failure
     return len(confirmed)
 

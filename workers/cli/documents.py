@@ -7,15 +7,16 @@ means. The builders take what ``workers.ops`` returned, so the tests read the sa
 
 from __future__ import annotations
 
-import collections
 import time
 from collections.abc import Sequence
 from typing import Any
 
 from workers.config import PipelineConfig
 from workers.ops.check import Finding
-from workers.ops.dlq import Letter, Replay, reason_kind
+from workers.ops.dlq import Letter, Replay, reason_counts
+from workers.ops.pace import Pace
 from workers.ops.produce import Produced
+from workers.ops.resets import Target
 from workers.ops.status import PipelineStatus
 from workers.ops.topics import Created
 from workers.pulling.positions import ResetRow
@@ -26,8 +27,8 @@ KEYS: dict[str, tuple[str, ...]] = {
     "check": ("ok", "findings"),
     "topics create": ("ok", "dry_run", "partitions", "replication_factor", "topics"),
     "offsets show": ("ok", "pipelines", "errors"),
-    "offsets reset": ("ok", "pipeline", "cluster", "topic", "group", "target", "dry_run",
-                      "partitions"),
+    "offsets reset": ("ok", "pipeline", "cluster", "topic", "group", "method", "target",
+                      "time_ms", "dry_run", "partitions"),
     "lag": ("ok", "time_ms", "pipelines", "errors"),
     "produce": ("ok", "cluster", "topic", "sent", "failed", "first_failure", "without_key",
                 "invalid", "partitions", "records", "records_omitted"),
@@ -79,10 +80,12 @@ def offsets_show(rows: Sequence[tuple[str, PipelineStatus | str]]) -> dict[str, 
     return _doc("offsets show", ok=not errors, pipelines=found, errors=errors)
 
 
-def lag_row(row: PipelineStatus, rate: float | None) -> dict[str, Any]:
-    """One pipeline in ``workers lag``: the line it shows, as numbers."""
+def lag_row(row: PipelineStatus, pace: Pace | None) -> dict[str, Any]:
+    """One pipeline in ``workers lag``: the line it shows, as numbers; ``pace`` (--watch)
+    since the last refresh."""
     p, flight = row.pipeline, row.flight
     last_ms = row.counters.get("last_ms", 0)
+    eta = None if pace is None else pace.catch_up_seconds
     return {
         "pipeline": p.name, "cluster": p.cluster, "topic": p.topic, "group": p.group,
         "mode": p.mode, "started": row.started, "start": str(p.start), "lag": row.lag,
@@ -94,34 +97,42 @@ def lag_row(row: PipelineStatus, rate: float | None) -> dict[str, Any]:
         "brake": None if row.brake is None else row.brake.as_dict(),
         "last_pull_age_seconds": (round(max(0, row.now_ms - last_ms) / 1000, 1)
                                   if last_ms else None),
-        "read_per_second": None if rate is None else round(rate, 1),
+        "read_per_second": _rounded(None if pace is None else pace.rate),
+        "lag_change_per_second": _rounded(None if pace is None else pace.change),
+        "catch_up_seconds": _rounded(eta),
     }  # fmt: skip
 
 
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)
+
+
 def lag(rows: Sequence[tuple[str, PipelineStatus | str]],
-        rates: dict[str, float | None]) -> dict[str, Any]:  # fmt: skip
-    """``rates``: records read per second per pipeline since the last refresh (--watch)."""
-    found = [lag_row(r, rates.get(name)) for name, r in rows if isinstance(r, PipelineStatus)]
+        paces: dict[str, Pace]) -> dict[str, Any]:  # fmt: skip
+    """``paces``: per pipeline, its pace since the last refresh (--watch)."""
+    found = [lag_row(r, paces.get(name)) for name, r in rows if isinstance(r, PipelineStatus)]
     errors = _errors(rows)
     return _doc("lag", ok=not errors, time_ms=int(time.time() * 1000), pipelines=found,
                 errors=errors)  # fmt: skip
 
 
 def offsets_reset(
-    config: PipelineConfig, target: str, dry_run: bool, rows: Sequence[ResetRow],
-    bounds: dict[int, tuple[int, int]], held: set[int],
+    config: PipelineConfig, target: Target, dry_run: bool, rows: Sequence[ResetRow],
+    bounds: dict[int, tuple[int, int]], held: set[int], clamped: frozenset[int] = frozenset(),
 ) -> dict[str, Any]:  # fmt: skip
     """``rows``: what was stored (or, on a dry run, would be); ``bounds``: (log start, log
-    end) per partition; ``held``: partitions a pull holds a lease on."""
+    end) per partition; ``held``: partitions a pull holds a lease on; ``clamped``: partitions
+    a shift stopped at an edge of the log."""
     parts = []
     for r in rows:
         start, end = bounds.get(r.partition, (None, None))
         outside = start is not None and end is not None and not start <= r.after <= end
         parts.append({"partition": r.partition, "before": r.before, "after": r.after,
                       "log_start": start, "log_end": end, "outside_log": outside,
-                      "held": r.partition in held})  # fmt: skip
+                      "clamped": r.partition in clamped, "held": r.partition in held})  # fmt: skip
     return _doc("offsets reset", ok=True, pipeline=config.name, cluster=config.cluster,
-                topic=config.topic, group=config.group, target=target, dry_run=dry_run,
+                topic=config.topic, group=config.group, method=target.method,
+                target=target.text, time_ms=target.time_ms, dry_run=dry_run,
                 partitions=parts)  # fmt: skip
 
 
@@ -142,13 +153,12 @@ def produce(cluster: str, topic: str, result: Produced) -> dict[str, Any]:
 def dlq_show(config: PipelineConfig, letters: Sequence[Letter], replayed: Sequence[bool],
              limit: int) -> dict[str, Any]:  # fmt: skip
     """``replayed``: per letter, whether a replay sent it; the last ``limit`` letters listed."""
-    reasons = collections.Counter(reason_kind(x.reason) for x in letters)
     rows = [x.as_dict(r) for x, r in zip(letters, replayed, strict=True)][-limit:]
     return _doc(
         "dlq show", ok=True, pipeline=config.name, cluster=config.cluster,
         dead_letter_topic=config.dead_letter_topic, total=len(letters),
         pending=list(replayed).count(False),
-        reasons=[{"reason": r, "count": n} for r, n in reasons.most_common()], letters=rows,
+        reasons=[{"reason": r, "count": n} for r, n in reason_counts(letters)], letters=rows,
     )  # fmt: skip
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from typing import Any
 
@@ -19,9 +20,11 @@ from workers.cli.base import (
     pass_state,
 )
 from workers.cli.params import INT16_MAX, INT32_MAX, Number
+from workers.cli.screen import Screen
 from workers.ops.check import run_checks
 from workers.ops.context import Ops
 from workers.ops.fmt import age, brake_text
+from workers.ops.pace import Pace, Sample, pace
 from workers.ops.status import PipelineStatus, statuses
 from workers.ops.topics import create_topics
 
@@ -84,70 +87,82 @@ def topics_create(state: State, partitions: int, replication_factor: int, dry_ru
 
 @main.command()
 @click.argument("pipelines", nargs=-1)
-@click.option("--watch", is_flag=True, help="Refresh until Ctrl-C (which exits with 0).")
+@click.option("--watch", is_flag=True,
+              help="Redraw every --interval seconds, with the read rate and the time to catch "
+                   "up, until Ctrl-C (which exits with 0).")  # fmt: skip
 @click.option("--interval", type=Number(float, 0.5, 86_400), default=2.0, show_default=True,
               help="Seconds between refreshes with --watch.")  # fmt: skip
+@click.option("--count", type=Number(int, 1, INT32_MAX),
+              help="With --watch: stop after N refreshes (for scripts).")  # fmt: skip
 @json_option("the pipelines' lag", " (with --watch: one per refresh, each on one line)")
 @pass_state
 def lag(state: State, pipelines: tuple[str, ...], watch: bool, interval: float,
-        as_json: bool) -> None:  # fmt: skip
+        count: int | None, as_json: bool) -> None:  # fmt: skip
     """One line per pipeline of PIPELINES (default: all): records not yet finished, age of the
-    oldest, batches in flight (and overdue ones), partitions held, and (with --watch) the read
-    rate. Exit code 1 when a pipeline could not be read."""
+    oldest, batches in flight (and overdue ones), partitions held. --watch redraws it in place
+    on a terminal (elsewhere: one snapshot after another, a blank line between) and adds the
+    records committed per second since the last refresh, how fast the lag moves and the time
+    to catch up at that pace (never: the lag does not shrink). Exit code 1 when a pipeline
+    could not be read (with --count: at the last refresh)."""
+    if count is not None and not watch:
+        raise click.UsageError("--count needs --watch")
     ops = state.ops()
     names = list(pipelines) or sorted(ops.settings.pipelines)
-    before: dict[str, tuple[float, int]] = {}
+    samples: dict[str, Sample] = {}
+    screen = Screen(sys.stdout)
+    refreshes = 0
     try:
         while True:
-            failed = _lag_once(ops, names, before, watch, interval, as_json)
-            if not watch:
+            failed = _lag_once(ops, names, samples, watch, interval, as_json, screen)
+            refreshes += 1
+            if not watch or (count is not None and refreshes >= count):
                 break
             time.sleep(interval)
     except KeyboardInterrupt:
         if not watch:
             raise
         return  # Ctrl-C is how --watch ends
+    finally:
+        screen.close()
     if failed:
         raise SystemExit(EXIT_FAILED)
 
 
-def _lag_once(ops: Ops, names: list[str], before: dict[str, tuple[float, int]],
-              watch: bool, interval: float, as_json: bool) -> bool:  # fmt: skip
-    """One refresh; True when a pipeline could not be read."""
+def _lag_once(ops: Ops, names: list[str], samples: dict[str, Sample], watch: bool,
+              interval: float, as_json: bool, screen: Screen) -> bool:  # fmt: skip
+    """One refresh; True when a pipeline could not be read. ``samples``: the last look at
+    each pipeline, replaced by this one."""
     rows: list[tuple[str, PipelineStatus | str]] = [
         (name, error_text(r) if isinstance(r, Exception) else r)
         for name, r in zip(names, statuses(ops, names), strict=True)
     ]
-    rates = {name: _rate(r, before) for name, r in rows if isinstance(r, PipelineStatus)}
+    now = time.monotonic()
+    paces: dict[str, Pace] = {}
+    for name, r in rows:
+        if isinstance(r, PipelineStatus) and watch:
+            sample = Sample.of(r, now)
+            paces[name] = pace(samples.get(name), sample)
+            samples[name] = sample
     failed = any(isinstance(r, str) for _, r in rows)
     if as_json:
-        echo_json(documents.lag(rows, rates), compact=watch)
+        echo_json(documents.lag(rows, paces), compact=watch)
         for _, r in rows:
             if isinstance(r, str):
                 click.echo(f"error: {r}", err=True)
         return failed
-    lines = [f"error: {r}" if isinstance(r, str) else _lag_line(r, rates[name])
+    lines = [f"error: {r}" if isinstance(r, str) else _lag_line(r, paces.get(name))
              for name, r in rows]  # fmt: skip
     if watch:
-        click.clear()
-        click.echo(time.strftime("%H:%M:%S") + f"  every {interval:g}s, Ctrl-C to stop")
-    click.echo("\n".join(lines))
+        head = time.strftime("%H:%M:%S") + f"  every {interval:g}s, Ctrl-C to stop"
+        screen.draw([head, *lines])
+    else:
+        click.echo("\n".join(lines))
     return failed
 
 
-def _rate(row: PipelineStatus, before: dict[str, tuple[float, int]]) -> float | None:
-    """Records read per second since the last refresh (None on the first)."""
-    now = time.monotonic()
-    then = before.get(row.pipeline.name)
-    before[row.pipeline.name] = (now, row.read)
-    if then is None:
-        return None
-    return (row.read - then[1]) / max(now - then[0], 1e-6)
-
-
-def _lag_line(row: PipelineStatus, read_rate: float | None) -> str:
+def _lag_line(row: PipelineStatus, paced: Pace | None) -> str:
     p = row.pipeline
-    rate = "" if read_rate is None else f"  {read_rate:,.0f}/s"
+    rate = "" if paced is None else _pace_text(paced)
     last_ms = row.counters.get("last_ms", 0)
     last = age((row.now_ms - last_ms) / 1000) + " ago" if last_ms else "never"
     if not row.started:
@@ -166,6 +181,13 @@ def _lag_line(row: PipelineStatus, read_rate: float | None) -> str:
     if any(n for n, _ in counted):
         parts.append(", ".join(f"{label} {n:,}" for n, label in counted if n))
     return "  ".join(parts) + rate
+
+
+def _pace_text(paced: Pace) -> str:
+    """``  read 1,234/s  lag -56/s  catch up 3m12s`` (``-``: not known yet)."""
+    read = "-" if paced.rate is None else f"{paced.rate:,.0f}/s"
+    change = "-" if paced.change is None else f"{paced.change:+,.0f}/s"
+    return f"  read {read}  lag {change}  catch up {paced.catch_up_text()}"
 
 
 # Delivery counters shown when not zero: batches handed off again, split, records abandoned to

@@ -140,3 +140,36 @@ class ResetTarget(_Type):
         except ValueError as exc:
             self.fail(f"{exc}; or earliest, latest, an offset", param, ctx)
         return text
+
+
+class DateTime(_Type):
+    """``--to-datetime``: ``YYYY-MM-DDTHH:mm[:SS[.sss]]`` with an optional zone (none: UTC), as
+    kafka-consumer-groups takes it. Checked before anything connects; returned as written."""
+
+    name = "datetime"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        from workers.ops.timespec import parse_datetime
+
+        try:
+            parse_datetime(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+        return str(value).strip(" ")
+
+
+class Duration(_Type):
+    """``--by-duration``: ISO 8601 (``PT1H``, ``P1DT2H30M``) or the short form (``1h``,
+    ``-30m``), a length of time back from now. Checked before anything connects; returned as
+    written."""
+
+    name = "duration"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        from workers.ops.timespec import parse_duration
+
+        try:
+            parse_duration(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+        return str(value).strip(" ")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import collections
 import os
 import sys
 from collections.abc import Iterator
@@ -25,12 +24,15 @@ from workers.cli.base import (
 from workers.cli.params import INT32_MAX, Number, TopicName
 from workers.config.masking import shown
 from workers.ops.brake import brake_state, resume_brake
-from workers.ops.dlq import Letter, read_letters, reason_kind, replay, replay_positions
+from workers.ops.dlq import Letter, read_letters, reason_counts, replay, replay_positions
 from workers.ops.fmt import table
 from workers.ops.produce import RECORDS_LISTED, default_cluster, lines_of, produce_lines
 from workers.state.brake import Limits
 
 SHOW_INVALID = 10
+# Reasons counted one by one in `dlq show`'s table (the rest summed up in one line; --json
+# lists them all).
+SHOW_REASONS = 20
 
 
 @main.command()
@@ -120,8 +122,12 @@ def dlq_show(state: State, pipeline: str, limit: int, as_json: bool) -> None:
                f"{replayed.count(False):,} not replayed")  # fmt: skip
     if not letters:
         return
-    reasons = collections.Counter(reason_kind(x.reason) for x in letters)
-    click.echo(table(["count", "reason"], [[n, r] for r, n in reasons.most_common()]))
+    reasons = reason_counts(letters)
+    click.echo(table(["count", "reason"], [[n, r] for r, n in reasons[:SHOW_REASONS]]))
+    rest = reasons[SHOW_REASONS:]
+    if rest:
+        click.echo(f"... and {len(rest):,} other reason(s) of {sum(n for _, n in rest):,} "
+                   "letter(s) (--json lists every reason)")  # fmt: skip
     click.echo(f"\nlast {min(limit, len(letters))}:")
     shown = [_row(x, r) for x, r in zip(letters, replayed, strict=True)][-limit:]
     click.echo(table(["letter", "time (UTC)", "source", "reason", "value", "replayed"], shown))
@@ -140,7 +146,8 @@ def _row(x: Letter, replayed: bool) -> list[Any]:
 @dlq.command("replay")
 @click.argument("pipeline")
 @click.option("--limit", type=Number(int, 1, INT32_MAX), help="Replay at most N letters.")
-@click.option("--dry-run", is_flag=True, help="Show what would be replayed.")
+@click.option("--dry-run", is_flag=True,
+              help="List the letters it would replay (and their count); send nothing.")  # fmt: skip
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @json_option("the letters replayed and the replay positions")
 @pass_state
@@ -148,12 +155,17 @@ def dlq_replay(state: State, pipeline: str, limit: int | None, dry_run: bool, ye
                as_json: bool) -> None:  # fmt: skip
     """Send the letters not yet replayed back to PIPELINE's topic (original key, value and
     headers, plus workers.replayed_from) after fixing their cause. A letter that fails again
-    comes back as a new dead letter. With --json the preview and the question go to stderr."""
+    comes back as a new dead letter. --dry-run lists each letter it would send: where it is
+    on the dead-letter topic (partition/offset), its source record, the reason. With --json
+    the preview and the question go to stderr."""
     ops = state.ops()
     config = ops.pipeline(pipeline)
     preview = replay(ops, config, limit, dry_run=True)
     n = len(preview.letters)
     click.echo(f"{n:,} letter(s) to replay to {config.cluster}/{config.topic}", err=as_json)
+    if dry_run and n:
+        rows = [[f"{x.partition}/{x.offset}", x.source, x.reason] for x in preview.letters]
+        click.echo(table(["letter", "source", "reason"], rows), err=as_json)
     if preview.unreplayable:
         click.echo(
             f"{len(preview.unreplayable):,} letter(s) cannot be replayed: their value "

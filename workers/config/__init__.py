@@ -10,6 +10,7 @@ from workers.config.load import load_settings, reload_settings, settings_for
 from workers.config.model import (
     AlarmSettings,
     ClusterConfig,
+    MetricsSettings,
     PipelineConfig,
     RedisConfig,
     Settings,
@@ -20,6 +21,7 @@ from workers.config.model import (
 __all__ = [
     "AlarmSettings",
     "ClusterConfig",
+    "MetricsSettings",
     "PipelineConfig",
     "RedisConfig",
     "Settings",

@@ -14,6 +14,7 @@ from workers.config.masking import clip
 from workers.config.model import (
     AlarmSettings,
     ClusterConfig,
+    MetricsSettings,
     PipelineConfig,
     RedisConfig,
     Settings,
@@ -75,6 +76,11 @@ def _build(raw: Mapping[str, Any], visibility_timeout: float) -> Settings:
         supervise_interval=float(top["workers_supervise_interval"]),
         log_format=top["workers_log_format"],
         alarms=_alarms(top, clusters, visibility_timeout),
+        metrics=MetricsSettings(
+            port=top["workers_metrics_port"],
+            address=top["workers_metrics_address"],
+            directory=top["workers_metrics_dir"],
+        ),
     )
 
 
@@ -237,6 +243,9 @@ def _pipeline(
         ),
         dead_letter_window=v["dead_letter_window"],
         dead_letter_max_consecutive=v["dead_letter_max_consecutive"],
+        kafka_commit_seconds=(
+            None if v["kafka_commit_seconds"] is None else float(v["kafka_commit_seconds"])
+        ),
     )
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal
 
-from workers.config.kafka_options import SECRET_OPTIONS
+from workers.config.kafka_options import CONSUMER_NAMES, SECRET_OPTIONS
 from workers.config.masking import MASK, mask_url, shown
 
 Mode = Literal["beat", "long_lived"]
@@ -72,6 +72,19 @@ class ClusterConfig:
     def admin_options(self) -> dict[str, Any]:
         """Keyword arguments for ``KafkaAdminClient``."""
         return {"bootstrap_servers": list(self.bootstrap_servers), **self.client}
+
+    def group_options(self, group: str) -> dict[str, Any]:
+        """Keyword arguments for the kafka-python ``KafkaConsumer`` that commits and reads
+        offsets under ``group`` without joining it (``workers.kafka.group_offsets``); it gives
+        up bootstrapping after ``timeout`` unless ``bootstrap_timeout_ms`` is configured."""
+        bounded = {"bootstrap_timeout_ms": int(self.timeout * 1000)}
+        return {
+            "bootstrap_servers": list(self.bootstrap_servers),
+            **{k: v for k, v in bounded.items() if k in CONSUMER_NAMES},  # kafka-python 3.x
+            **self.client,
+            "group_id": group,
+            "enable_auto_commit": False,
+        }
 
     def __repr__(self) -> str:
         return (
@@ -180,6 +193,8 @@ class PipelineConfig:
     dead_letter_max_ratio: float | None = 0.5
     dead_letter_window: int = 1000
     dead_letter_max_consecutive: int | None = 1000
+    # Kafka's copy of the committed offsets (``workers.pulling.kafka_copy``): None is off.
+    kafka_commit_seconds: float | None = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,6 +210,16 @@ class AlarmSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class MetricsSettings:
+    """The worker's Prometheus endpoint (``workers.metrics``): off while ``port`` is None.
+    ``directory`` holds the processes' metric files; None: a fresh temporary one per worker."""
+
+    port: int | None = None
+    address: str = "0.0.0.0"
+    directory: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """Everything the package reads from the Celery config, validated once."""
 
@@ -205,6 +230,7 @@ class Settings:
     supervise_interval: float = 10.0
     alarms: AlarmSettings = AlarmSettings()
     log_format: str = "text"  # of worker and Beat logs: "text" or "json"
+    metrics: MetricsSettings = MetricsSettings()
 
     def cluster(self, name: str) -> ClusterConfig:
         """Raises ``KeyError`` naming the cluster and the known ones."""

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib
+import ipaddress
+import os
 import re
 from typing import Any
 
@@ -100,6 +102,28 @@ def _client_library(key: str, value: Any) -> str:
     return str(value)
 
 
+_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOST = re.compile(rf"{_LABEL}(\.{_LABEL})*")
+
+
+def _listen_address(key: str, value: str) -> str:
+    """Where the metrics endpoint listens: an IPv4 or IPv6 address, or a host name."""
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        if len(value) > 253 or not _HOST.fullmatch(value):
+            expected = "an IP address (0.0.0.0, ::, 127.0.0.1) or a host name"
+            raise fail(key, value, expected) from None
+    return value
+
+
+def _directory(key: str, value: str) -> str:
+    """An absolute directory path (a worker may change its working directory)."""
+    if not os.path.isabs(value) or os.path.normpath(value) == os.sep:
+        raise fail(key, value, "an absolute directory path other than '/', or None")
+    return value
+
+
 TOP: dict[str, Field] = {
     "workers_kafka_clusters": Field("dict", "a mapping of cluster name to cluster settings"),
     "workers_pipelines": Field("dict", "a mapping of pipeline name to pipeline settings", {}),
@@ -138,6 +162,23 @@ TOP: dict[str, Field] = {
         "float", "seconds as a number between 1 and 3600", 10.0, at_least(1, 3600)
     ),
     "workers_log_format": Field("str", "'text' or 'json'", "text", choice("text", "json")),
+    "workers_metrics_port": Field(
+        "int",
+        "a TCP port between 1 and 65535, or None for no metrics endpoint",
+        None,
+        at_least(1, 65535),
+        nullable=True,
+    ),
+    "workers_metrics_address": Field(
+        "str", "an IP address or host name to listen on", "0.0.0.0", _listen_address
+    ),
+    "workers_metrics_dir": Field(
+        "str",
+        "an absolute directory path, or None for a fresh temporary directory per worker",
+        None,
+        _directory,
+        nullable=True,
+    ),
 }
 
 CLUSTER: dict[str, Field] = {
@@ -242,6 +283,13 @@ PIPELINE: dict[str, Field] = {
         "an integer between 1 and 1000000000, or None for no limit",
         1000,
         at_least(1, 1e9),
+        nullable=True,
+    ),
+    "kafka_commit_seconds": Field(
+        "float",
+        "seconds as a number between 1 and 3600, or None to keep offsets in Redis only",
+        5.0,
+        at_least(1, 3600, ", or None for no copy in Kafka"),
         nullable=True,
     ),
 }

@@ -27,7 +27,7 @@ logger = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
 RETIRE_GRACE = 30.0
-_PER_THREAD = ("consumer", "admin")
+_PER_THREAD = ("consumer", "admin", "group")
 
 
 @dataclass(slots=True)
@@ -101,6 +101,16 @@ class Connections:
         conf = self.settings.cluster(cluster)
         thread = threading.get_ident()
         return self._get("admin", cluster, thread, conf.reconnect_seconds, conf.admin_options)
+
+    def group(self, cluster: str, group: str) -> Any:
+        """This thread's kafka-python consumer with ``group``'s id on ``cluster``: it commits
+        and reads offsets under the group without ever joining it (``kafka_copy``)."""
+        conf = self.settings.cluster(cluster)
+        thread = threading.get_ident()
+        return self._get(
+            "group", f"{cluster}/{group}", thread, conf.reconnect_seconds,
+            lambda: conf.group_options(group),
+        )  # fmt: skip
 
     def redis(self, url: str | None = None) -> Any:
         """The Redis client for ``url`` (default: the offsets Redis). Thread-safe, shared."""

@@ -69,6 +69,9 @@ def redis_options(settings: Settings, url: str) -> dict[str, Any]:
     }
 
 
+_ROLE = {"group": "consumer"}
+
+
 def build(
     factories: Factories,
     outages: Outages,
@@ -80,7 +83,8 @@ def build(
     """A new ``kind`` client for cluster/URL ``name``, of the cluster's client ``library``; a
     failure is noted in ``outages`` and raised as ``RecoverableError``."""
     rdkafka = library == "confluent" and kind in ("producer", "consumer")
-    factory = getattr(factories, f"rdkafka_{kind}" if rdkafka else kind)
+    # A "group" client (offset commits under a group id) is a kafka-python consumer.
+    factory = getattr(factories, f"rdkafka_{kind}" if rdkafka else _ROLE.get(kind, kind))
     try:
         built = options()
         if kind != "redis":  # kafka-python logs what it sends at DEBUG: never the secrets

@@ -1,4 +1,5 @@
-"""``workers check``: settings, Redis, the Celery broker, every cluster, the needed topics.
+"""``workers check``: settings, Redis, the Celery broker, every cluster, the needed topics,
+and each pipeline's offsets in Redis against Kafka's copy.
 
 Each check gives one ``Finding``; a failed one carries a one-line reason and the name of the
 README troubleshooting entry that explains it. Nothing secret is ever part of a finding.
@@ -22,6 +23,7 @@ from workers.config import mask_options, mask_url
 from workers.config.masking import clip, mask_text, secrets_in
 from workers.exceptions import ConfigError, RecoverableError
 from workers.ops.context import Ops
+from workers.ops.kafka_drift import check_pipeline
 from workers.ops.kafka_probe import ClusterUnusable, list_topics
 from workers.ops.topics import NeededTopic, needed_topics
 
@@ -73,7 +75,8 @@ class _Probe:
 
 def run_checks(app: Any, timeout: float = 10.0, secrets: Iterable[str] = ()) -> list[Finding]:
     """All checks, in order; stops after the settings when they do not load. Takes about
-    ``timeout`` seconds at most per phase (services, then topics), whatever the services do.
+    ``timeout`` seconds at most per phase (services, topics, Kafka's copies of the offsets),
+    whatever the services do.
     ``secrets`` (and those of the configuration) never appear in a finding."""
     try:
         ops = Ops.for_app(app, timeout)  # loads the settings, once
@@ -87,6 +90,7 @@ def run_checks(app: Any, timeout: float = 10.0, secrets: Iterable[str] = ()) -> 
     try:
         services, reachable = _services(ops, app, timeout)
         findings += services + _topics_and_pipelines(ops, reachable, timeout)
+        findings += _kafka_copies(ops, reachable, timeout)
     finally:
         ops.close()
     return [_scrubbed(f, hidden) for f in findings]
@@ -240,6 +244,32 @@ def _cluster_topics(ops: Ops, cluster: str, needed: list[NeededTopic]) -> list[F
             detail = f"concurrency {p.concurrency} > {partitions} partitions: consumers will idle"
             out.append(Finding(f"pipeline {name}", "warn", detail))
     return out
+
+
+def _kafka_copies(ops: Ops, reachable: set[str], timeout: float) -> list[Finding]:
+    """Each pipeline's offsets in Redis against Kafka's copy (``kafka_drift``), probed at once;
+    one that does not answer in time is a warning, never a failure of the other checks."""
+    names = [n for n, p in sorted(ops.settings.pipelines.items()) if p.cluster in reachable]
+    probes = {name: _Probe(partial(_kafka_copy, ops, name)) for name in names}
+    deadline = time.monotonic() + timeout + MARGIN
+    out: list[Finding] = []
+    for name, probe in probes.items():
+
+        def failed(reason: str, name: str = name) -> list[Finding]:
+            why = reason or f"no answer within {timeout:g} s"
+            return [Finding(f"kafka copy {name}", "warn", f"not checked: {why}", "kafka copy")]
+
+        out += probe.wait(deadline, failed)
+    return out
+
+
+def _kafka_copy(ops: Ops, name: str) -> list[Finding]:
+    pipeline = ops.pipeline(name)
+    found = ops.connections.consumer(pipeline.cluster).partitions_for_topic(pipeline.topic)
+    if not found:  # the topic's own check says it is missing
+        return []
+    level, detail = check_pipeline(ops, name, sorted(found))
+    return [Finding(f"kafka copy {name}", level, detail, "" if level == "ok" else "kafka copy")]
 
 
 def _scrubbed(f: Finding, secrets: set[str]) -> Finding:

@@ -5,12 +5,13 @@ pipeline of ``workers lag``."""
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from workers.config import PipelineConfig
 from workers.ops.context import Ops
+from workers.ops.kafka_drift import kafka_column
 from workers.pulling.positions import edges, seek
 from workers.state import stats
 from workers.state.brake import Trip
@@ -62,12 +63,14 @@ class PartitionStatus:
     holder: Holder | None
     skipped: int
     flight: Flight = Flight()
+    kafka: int | None = None  # Kafka's copy of the committed offset (None: none, or not read)
 
     def as_dict(self, now_ms: int) -> dict[str, Any]:
         h = self.holder
         return {
             "partition": self.partition,
             "stored": self.stored,
+            "kafka_committed": self.kafka,
             "log_start": self.log_start,
             "log_end": self.log_end,
             "lag": self.lag,
@@ -93,6 +96,7 @@ class PipelineStatus:
     counters: dict[str, int] = field(default_factory=dict)
     now_ms: int = 0
     brake: Trip | None = None  # the dead-letter brake's trip, while tripped
+    kafka_copy: str = "not read"  # on, off, unreadable: why (``workers.ops.kafka_drift``)
 
     @property
     def lag(self) -> int | None:
@@ -140,13 +144,26 @@ class PipelineStatus:
             "in_flight": {"batches": self.flight.batches, "records": self.flight.records,
                           "overdue": self.flight.overdue},
             "brake": None if self.brake is None else self.brake.as_dict(),
+            "kafka_copy": self.kafka_copy,
             "partitions": [s.as_dict(self.now_ms) for s in self.partitions],
         }  # fmt: skip
 
 
-def pipeline_status(ops: Ops, name: str, ages: bool = True) -> PipelineStatus:
+# Reads the timestamp of the record at each offset: (consumer, topic, {partition: offset}).
+Timestamps = Callable[[Any, str, dict[int, int]], dict[int, int]]
+
+
+def pipeline_status(
+    ops: Ops,
+    name: str,
+    ages: bool = True,
+    timestamps: Timestamps | None = None,
+    kafka: bool = False,
+) -> PipelineStatus:
     """The status of every partition of pipeline ``name``; ``ages`` reads one record per
-    lagging partition for its timestamp."""
+    lagging partition for its timestamp, with ``timestamps`` (default ``first_timestamps``;
+    the lag exporter passes one that remembers what it read); ``kafka`` reads Kafka's copy of
+    the committed offsets too."""
     pipeline = ops.pipeline(name)
     space = ops.space(pipeline)
     parts = ops.partitions(pipeline.cluster, pipeline.topic)
@@ -169,16 +186,18 @@ def pipeline_status(ops: Ops, name: str, ages: bool = True) -> PipelineStatus:
         lags[p] = max(0, end - at)
         if lags[p]:
             unread[p] = at
-    oldest = first_timestamps(consumer, pipeline.topic, unread) if ages and unread else {}
+    read_times = timestamps or first_timestamps
+    oldest = read_times(consumer, pipeline.topic, unread) if ages and unread else {}
+    copied, copy = kafka_column(ops, pipeline, parts) if kafka else ({}, "not read")
     rows = [
         PartitionStatus(p, positions[p].offset, *bounds[p], lags[p], oldest.get(p),
                         holders.get(p), skipped.get(p, 0),
-                        Flight.of(snapshot.partitions.get(p), snapshot.now_ms))
+                        Flight.of(snapshot.partitions.get(p), snapshot.now_ms), copied.get(p))
         for p in parts
     ]  # fmt: skip
     counters = stats.read(ops.redis(), space)
     brake = RedisBrake(ops.redis()).state(space)
-    return PipelineStatus(pipeline, rows, counters, int(time.time() * 1000), brake)
+    return PipelineStatus(pipeline, rows, counters, int(time.time() * 1000), brake, copy)
 
 
 def first_timestamps(
@@ -200,13 +219,13 @@ def first_timestamps(
 
 
 def statuses(
-    ops: Ops, names: Sequence[str] | None = None, ages: bool = True
+    ops: Ops, names: Sequence[str] | None = None, ages: bool = True, kafka: bool = False
 ) -> list[PipelineStatus | Exception]:
     """``PipelineStatus`` per pipeline, or the ``Exception`` that stopped reading it."""
     out: list[PipelineStatus | Exception] = []
     for name in names or sorted(ops.settings.pipelines):
         try:
-            out.append(pipeline_status(ops, name, ages))
+            out.append(pipeline_status(ops, name, ages, kafka=kafka))
         except Exception as exc:  # noqa: BLE001 - one broken pipeline must not hide the rest
             out.append(exc)
     return out

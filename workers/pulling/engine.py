@@ -17,8 +17,10 @@ from workers.config import PipelineConfig, Settings
 from workers.connections import Connections, connections_for
 from workers.exceptions import ConfigError, RecoverableError
 from workers.kafka.deadletter import DeadLetters
+from workers.metrics import record
 from workers.pulling.cycle import Summary
 from workers.pulling.handoff import CeleryDispatcher, stage_limit
+from workers.pulling.kafka_copy import kafka_copy_for
 from workers.pulling.puller import Puller
 from workers.runtime.logformat import log_context
 from workers.state.brake_redis import RedisBrake
@@ -128,7 +130,7 @@ def pulling(
                 client, Owner.current(task), pipeline.lease_ttl_seconds, token=token
             ),
             consumer=connections.consumer(cluster),
-            dispatcher=CeleryDispatcher(app, pipeline),
+            dispatcher=CeleryDispatcher(app, pipeline, stamp=settings.metrics.port is not None),
             dead_letters=DeadLetters(
                 lambda: connections.producer(cluster),
                 cluster,
@@ -137,6 +139,7 @@ def pulling(
             ),
             stopping=stopping,
             until_caught_up=until_caught_up,
+            kafka_copy=kafka_copy_for(connections, pipeline, space_for(settings, pipeline)),
         )
         try:
             yield puller
@@ -148,7 +151,9 @@ def pulling(
 
 
 def run_cycle(app: Any, puller: Puller) -> Summary:
-    """One pull cycle, added to the pipeline's counters (``workers.state.stats``) afterwards."""
+    """One pull cycle, added to the pipeline's counters (``workers.state.stats``) and to the
+    worker's metrics (``workers.metrics``) afterwards."""
     summary = puller.cycle()
+    record.pull_cycle(summary)
     add_cycle(connections_for(app).redis(), puller.space, summary)
     return summary

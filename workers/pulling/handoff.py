@@ -28,6 +28,7 @@ from kombu.utils import json as kombu_json
 from workers.config import PipelineConfig
 from workers.exceptions import RecoverableError, WorkersError
 from workers.kafka.codecs import Message, fast_json
+from workers.metrics.record import OLDEST_HEADER, oldest_ms
 from workers.pulling.tickets import Ticket
 
 logger = logging.getLogger(__name__)
@@ -118,11 +119,14 @@ class Dispatcher(Protocol):
 
 
 class CeleryDispatcher:
-    """Publishes each batch as a chain of the pipeline's tasks on ``app``'s broker."""
+    """Publishes each batch as a chain of the pipeline's tasks on ``app``'s broker. With
+    ``stamp`` (a worker with metrics), each message also carries the batch's oldest Kafka
+    timestamp, for the record age its last stage observes."""
 
-    def __init__(self, app: Celery, pipeline: PipelineConfig) -> None:
+    def __init__(self, app: Celery, pipeline: PipelineConfig, stamp: bool = False) -> None:
         self.app = app
         self.pipeline = pipeline
+        self.stamp = stamp
         self._options: dict[str, Any] = {"queue": pipeline.queue} if pipeline.queue else {}
         self.queue = pipeline.queue or self._routed_queue(pipeline.tasks[0])
         self._publish: dict[str, Any] = {"retry": True, "retry_policy": PUBLISH_RETRY}
@@ -139,17 +143,21 @@ class CeleryDispatcher:
         the ticket and its position in the chain; with ``execution: "fused"``, one message
         of ``workers.stages.fused`` that runs every stage (see that module)."""
         tasks = self.pipeline.tasks
+        oldest = oldest_ms(batch) if self.stamp else None
+        stamp = {} if oldest is None else {OLDEST_HEADER: oldest}
         if self.pipeline.execution == "fused":
             return self.app.signature(
                 FUSED_TASK,
                 args=(list(batch),),
                 kwargs={"stages": list(tasks)},
-                headers=ticket.header(0, 1),
+                headers={**ticket.header(0, 1), **stamp},
                 queue=self.queue,
                 **self._fused_limits,
             )
         stages = [
-            self.app.signature(name, headers=ticket.header(i, len(tasks)), **self._options)
+            self.app.signature(
+                name, headers={**ticket.header(i, len(tasks)), **stamp}, **self._options
+            )
             for i, name in enumerate(tasks)
         ]
         stages[0].args = (list(batch),)

@@ -8,6 +8,7 @@ neither dead-lettered nor recorded, and the cycle ends."""
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from typing import Any
 
@@ -15,6 +16,7 @@ from kafka import TopicPartition
 
 from workers.exceptions import RecoverableError
 from workers.kafka.codecs import Message
+from workers.metrics import record
 from workers.pulling.cycle import Run, Stop
 from workers.pulling.handoff import Unencodable, unencodable
 from workers.pulling.parts import Parts
@@ -51,6 +53,7 @@ class Outbox:
         if not dirty:
             return
         self._dead_letters(run)  # confirmed before the ledger moves past them
+        started = time.perf_counter()  # the hand-off's time: recording, then sending
         carried = {m["partition"] for m in run.batch}
         batch_id = uuid.uuid4().hex[:16] if run.batch else ""
         slices = [
@@ -68,7 +71,7 @@ class Outbox:
         run.batch, run.records, run.batch_bytes = [], [], 0
         if kept:
             carrying = [x for x in slices if x.batch and x.partition not in refused]
-            self._hand_off(run, kept, self.redriver.ticket(carrying))
+            self._hand_off(run, kept, self.redriver.ticket(carrying), started)
         if refused:
             # Lost leases or an operator reset: what we read may belong to someone else now.
             logger.warning(
@@ -98,10 +101,12 @@ class Outbox:
         if run.refused or run.tally.seen >= REPORT_EVERY:
             self.report(run)
         refused, run.refused = run.refused, []
-        for record, reason in refused:
-            self.dead_letters.send(record, reason)
+        for refusal, reason in refused:
+            self.dead_letters.send(refusal, reason)
         run.summary.dead_lettered += len(refused)
         self.dead_letters.flush()
+        if refused:
+            record.dead_lettered(self.pipeline.name, "pull", (reason for _, reason in refused))
 
     def report(self, run: Run) -> None:
         """Report the records read and not yet reported to the dead-letter brake (and the
@@ -115,7 +120,9 @@ class Outbox:
         if verdict.tripped:
             raise Stop("brake")
 
-    def _hand_off(self, run: Run, kept: list[tuple[Message, Any]], ticket: Ticket) -> None:
+    def _hand_off(
+        self, run: Run, kept: list[tuple[Message, Any]], ticket: Ticket, started: float
+    ) -> None:
         batch = [m for m, _ in kept]
         try:
             try:
@@ -135,18 +142,22 @@ class Outbox:
             raise
         run.summary.batches += 1
         run.summary.delivered += len(batch)
+        record.handed_off(self.pipeline.name, time.perf_counter() - started)
 
     def _without_unencodable(self, run: Run, kept: list[tuple[Message, Any]]) -> list[Message]:
         """Dead-letter (and confirm) the messages that cannot be encoded alone; the rest."""
         good = []
-        for message, record in kept:
+        reasons = []
+        for message, refusal in kept:
             reason = unencodable(message)
             if reason is None:
                 good.append(message)
             else:
-                self.dead_letters.send(record, reason)
+                self.dead_letters.send(refusal, reason)
                 run.summary.dead_lettered += 1
+                reasons.append(reason)
         self.dead_letters.flush()
+        record.dead_lettered(self.pipeline.name, "pull", reasons)
         return good
 
     def pause_full(self, run: Run) -> bool:

@@ -13,6 +13,7 @@ import logging
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import arrow
 from kafka import TopicPartition
@@ -26,6 +27,9 @@ from workers.runtime.logformat import at
 from workers.state.keys import Space
 from workers.state.leases import Lease
 from workers.state.offsets import MAX_OFFSET, Checkpoint, OffsetStore, Position
+
+if TYPE_CHECKING:
+    from workers.pulling.kafka_copy import KafkaCopy
 
 logger = logging.getLogger(__name__)
 
@@ -139,7 +143,8 @@ def repair_for(stored: int, log_start: int, log_end: int, policy: str, partition
 
 
 class Positioner:
-    """Prepares the leased partitions of one pull: stored offset, or start policy, in range."""
+    """Prepares the leased partitions of one pull: stored offset, or (nothing stored) Kafka's
+    copy (``kafka``: ``workers.pulling.kafka_copy``, None when off), or start policy; in range."""
 
     def __init__(
         self,
@@ -149,7 +154,9 @@ class Positioner:
         token: str,
         start: StartPolicy,
         out_of_range: str = "earliest",
+        kafka: KafkaCopy | None = None,
     ) -> None:
+        self.kafka = kafka
         self.store = store
         self.consumer = consumer
         self.space = space
@@ -174,13 +181,19 @@ class Positioner:
             self.repaired.update(self.repair_broken(broken))
             positions.update(self.store.read(self.space, broken))
         missing = [p for p, pos in positions.items() if pos.offset is None and not pos.problem]
-        if missing:
-            starts = start_offsets(self.consumer, self.space.topic, missing, self.start, now)
+        if missing:  # Kafka's copy first (Redis lost them?), then the start policy
+            restored = self.kafka.restore(missing) if self.kafka is not None else {}
+            rest = [p for p in missing if p not in restored]
+            starts = dict(restored)
+            if rest:
+                starts.update(start_offsets(self.consumer, self.space.topic, rest, self.start, now))
             checkpoints = [
                 Checkpoint(p, starts[p], by_partition[p].epoch, positions[p].generation)
                 for p in missing
             ]
-            self.store.commit(self.space, self.token, checkpoints, mode="init")
+            done = self.store.commit(self.space, self.token, checkpoints, mode="init")
+            if self.kafka is not None and (kept := [p for p in restored if done[p].ok]):
+                self.kafka.restored({p: restored[p] for p in kept})
             positions.update(self.store.read(self.space, missing))
         ready = {p: pos for p, pos in positions.items() if pos.offset is not None}
         if not ready:

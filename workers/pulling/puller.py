@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from kafka.errors import OffsetOutOfRangeError
@@ -21,8 +21,10 @@ from workers.exceptions import Fenced, WorkersError
 from workers.kafka.codecs import decode_or_reason
 from workers.kafka.consumer import Consumer
 from workers.kafka.deadletter import DeadLetters
+from workers.metrics import record as metrics
 from workers.pulling.cycle import Run, Stop, Summary, why
 from workers.pulling.handoff import Dispatcher
+from workers.pulling.kafka_copy import KafkaCopy
 from workers.pulling.outbox import Outbox
 from workers.pulling.parts import Parts
 from workers.pulling.positions import Positioner, out_of_range, seek
@@ -68,6 +70,7 @@ class Puller:
         stopping: Callable[[], bool] = lambda: False,
         until_caught_up: bool = True,
         poll_timeout: float = 0.5,
+        kafka_copy: KafkaCopy | None = None,
     ) -> None:
         self.pipeline = pipeline
         self.space = space
@@ -81,8 +84,9 @@ class Puller:
         self.stopping = stopping
         self.until_caught_up = until_caught_up
         self.poll_timeout = poll_timeout
+        self.kafka_copy = kafka_copy  # Kafka's copy of the committed offsets (None: off)
         self.positioner = Positioner(
-            store, consumer, space, leases.token, pipeline.start, pipeline.out_of_range
+            store, consumer, space, leases.token, pipeline.start, pipeline.out_of_range, kafka_copy
         )
         parts = Parts(
             pipeline, space, leases.token, ledger, consumer, dispatcher, dead_letters, brake
@@ -110,6 +114,7 @@ class Puller:
                 f"on cluster {self.pipeline.cluster!r}"
             )
         grant = self.leases.acquire(self.space, sorted(partitions), self.pipeline.max_partitions)
+        metrics.leases(self.pipeline.name, len(grant.leases) - len(self.held))
         self.held = list(grant.leases)
         try:
             prepared = self.positioner.prepare(self.held) if self.held else {}
@@ -119,6 +124,7 @@ class Puller:
         if not prepared:
             summary.stopped_by = "no_partitions"
             return summary
+        self._copy_offsets(prepared)
         snapshot = self.ledger.snapshot(self.space, prepared)
         books = snapshot.partitions
         for p, book in sorted(books.items()):
@@ -148,13 +154,20 @@ class Puller:
         except Stop as stop:  # tripped meanwhile (by a stage); what was read is recorded
             summary.stopped_by = summary.stopped_by or str(stop)
         summary.reached.update({p: at for p, at in run.reach.items() if at != start[p]})
+        self._copy_offsets(run.fences)
         summary.seconds = self.clock() - started
         logger.debug("pull %s: %s", self.pipeline.name, summary)
         return summary
 
+    def _copy_offsets(self, partitions: Iterable[int]) -> None:
+        """Kafka's copy of the committed offsets, when due (never raises: ``kafka_copy``)."""
+        if self.kafka_copy is not None:
+            self.kafka_copy.copy(partitions)
+
     def release(self, leave: bool = True) -> None:
         """Give back every lease held (call when done, and after an error)."""
         held, self.held = self.held, []
+        metrics.leases(self.pipeline.name, -len(held))
         if held:
             self.leases.release(self.space, held, leave=leave)
 
@@ -194,6 +207,7 @@ class Puller:
             if run.summary.bytes >= limits.max_bytes:
                 self.outbox.flush(run)
                 raise Stop("max_bytes")
+            self._copy_offsets(run.fences)  # long-lived: every kafka_commit_seconds
             now = self.clock()
             if now >= deadline or now >= lease_deadline:
                 self.outbox.flush(run)

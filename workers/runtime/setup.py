@@ -45,9 +45,10 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
 def setup(app: Celery) -> None:
     """Make ``app`` run the pipelines: register the tasks, merge the generated Beat schedule
     into ``beat_schedule`` when the app is configured, stop consumers before the pool at worker
-    shutdown, and keep workers alive through a restart of a Redis broker (kombu's transport
-    would otherwise crash them). ``workers.app`` does this for its own app; call it for
-    yours."""
+    shutdown, keep workers alive through a restart of a Redis broker (kombu's transport
+    would otherwise crash them), and serve a worker's metrics when ``workers_metrics_port`` is
+    set. ``workers.app`` does this for its own app; call it for yours."""
+    from workers.metrics import process as metrics
     from workers.runtime import kombu_json, logformat, logmask
     from workers.runtime.kombu_redis import install
     from workers.runtime.shutdown import StopConsumers
@@ -56,6 +57,7 @@ def setup(app: Celery) -> None:
     kombu_json.install()  # the Redis transport's envelopes written by orjson (see the module)
     logmask.connect(app)  # secrets never reach a worker's or beat's log
     logformat.connect(app)  # task id and name in every line; JSON lines if configured
+    metrics.connect(app)  # a worker's /metrics, when workers_metrics_port is set
     app.steps["worker"].add(StopConsumers)
     app.on_after_configure.connect(_merge_schedule, sender=app, weak=False)  # each (re)config
     if app.configured:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import partial
@@ -24,6 +25,7 @@ from workers.config.masking import mask_text, secrets_in
 from workers.connections import connections_for
 from workers.exceptions import BrakeTripped, RecoverableError
 from workers.kafka.deadletter import short_reason
+from workers.metrics import record
 from workers.pulling.tickets import HEADER, Position, Ticket, read
 from workers.runtime.logformat import log_context, slices_context
 from workers.stages.braking import stage_run
@@ -135,10 +137,13 @@ class Stage(Task):  # type: ignore[misc]
         return True
 
     def _finish(self, where: Position) -> None:
+        started = time.perf_counter()
         try:
             self._ledger().finish(where.ticket.space, where.ticket.slices)
         except RecoverableError as exc:  # run again: stages are idempotent
             raise self._retry_later(exc) from exc
+        oldest = getattr(self.request, record.OLDEST_HEADER, None)  # see CeleryDispatcher
+        record.finished(where.ticket.pipeline, time.perf_counter() - started, oldest)
 
     def _brake(self, ticket: Ticket | None) -> tuple[Brake, Limits] | None:
         """The dead-letter brake of the batch's pipeline and its limits; None: it has none."""

@@ -71,6 +71,12 @@ def current_ticket() -> Ticket | None:
     return None if run is None else run.ticket
 
 
+def current_stage() -> str | None:
+    """The name of the stage running here on a batch of a pipeline, if any."""
+    run = _CURRENT.get()
+    return None if run is None else run.stage
+
+
 def check(refused: Sequence[tuple[Any, str]]) -> None:
     """Report the items about to be dead-lettered by the stage running here; raises
     ``BrakeTripped`` when they must not be sent. Outside a pipeline's stage: nothing."""

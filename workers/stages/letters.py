@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from workers.connections import connections_for
 from workers.kafka.codecs import PlainRecord
 from workers.kafka.deadletter import DeadLetters, Header
+from workers.metrics import record as metrics
 from workers.stages import braking
 
 if TYPE_CHECKING:
@@ -125,7 +126,8 @@ def dead_letter(
     broker did not confirm them (retry the task), ``ValueError`` for an item that has no
     coordinates and no ``ticket`` to place it, ``BrakeTripped`` (nothing sent) when called in
     a stage whose pipeline's dead-letter brake is tripped or these letters trip it. In a
-    stage, ``ticket`` defaults to its batch's."""
+    stage, ``ticket`` defaults to its batch's. Confirmed letters count in the worker's
+    metrics under ``stage``, by default the stage running here."""
     braking.check(refused)
     ticket = ticket or braking.current_ticket()
     connections = connections_for(app)
@@ -151,4 +153,10 @@ def dead_letter(
                 partial(connections.producer, cluster), cluster, target
             )
         letters[(cluster, record.topic)].send(record, reason, extra)
-    return sum(dead.flush() for dead in letters.values())
+    sent = sum(dead.flush() for dead in letters.values())
+    metrics.dead_lettered(
+        ticket.pipeline if ticket is not None else metrics.UNKNOWN,
+        stage or braking.current_stage() or metrics.UNKNOWN,
+        (reason for _, reason in refused),
+    )
+    return sent

@@ -2,7 +2,7 @@
 
 Keys of one (cluster, group, topic) share a Redis Cluster hash tag, so one Lua script may
 touch all of them (offsets, reset generations, leases, the in-flight ledger, fencing epochs,
-members, the dead-letter brake).
+members, the dead-letter brake, the record of Kafka's copy of the offsets).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ Kind = Literal[
     "slot",
     "stats",
     "brake",
+    "kafka",
 ]
 # Kinds with one key per partition (lease, ledger) or per consumer slot (slot).
 _NUMBERED = ("lease", "ledger", "slot")
