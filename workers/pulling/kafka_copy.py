@@ -99,8 +99,10 @@ class KafkaCopy:
         the caller) where it changed. Never raises: a failure is logged (rate-limited) and
         tried again ``interval`` later."""
         now, state = self.clock(), self.state
+        if now < state.next_at:  # checked first: the long-lived read loop calls this per poll
+            return
         parts = sorted(set(partitions))
-        if now < state.next_at or not parts:
+        if not parts:
             return
         state.next_at = now + self.interval
         try:
