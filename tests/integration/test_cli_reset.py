@@ -118,7 +118,7 @@ def _offsets_for(kafka: str, topic: str, when: arrow.Arrow, parts: int) -> dict[
 @pytest.fixture
 def two_groups(cli: Cli, new_topic: TopicFactory, kafka_bootstrap: str) -> dict[str, Any]:
     """Pipeline ``alarms`` on a 2-partition topic: 2 records per partition, a pause of 2.4 s,
-    2 more; ``gap`` is the middle of the pause."""
+    2 more; ``gap`` is the middle of the pause, ``first_end`` its start."""
     topic = new_topic(2)
     cli.conf["workers_pipelines"] = {"alarms": pipeline(topic)}
     send_each(kafka_bootstrap, topic, {0: 2, 1: 2})
@@ -126,7 +126,8 @@ def two_groups(cli: Cli, new_topic: TopicFactory, kafka_bootstrap: str) -> dict[
     time.sleep(2.4)
     second_start = arrow.utcnow()
     send_each(kafka_bootstrap, topic, {0: 2, 1: 2})
-    return {"topic": topic, "gap": first_end + (second_start - first_end) / 2}
+    return {"topic": topic, "gap": first_end + (second_start - first_end) / 2,
+            "first_end": first_end}  # fmt: skip
 
 
 def test_to_datetime_goes_to_the_first_record_at_or_after_it_without_a_zone_meaning_utc(
@@ -156,7 +157,7 @@ def test_to_datetime_goes_to_the_first_record_at_or_after_it_without_a_zone_mean
 def test_by_duration_goes_to_the_first_record_that_long_before_now(
     cli: Cli, two_groups: dict[str, Any], redis_client: Any, key_prefix: str
 ) -> None:
-    topic, gap = two_groups["topic"], two_groups["gap"]
+    topic, first_end = two_groups["topic"], two_groups["first_end"]
 
     def reset_by(text: str) -> dict[int, int]:
         result = cli("offsets", "reset", "alarms", "--by-duration", text, "--yes")
@@ -166,8 +167,9 @@ def test_by_duration_goes_to_the_first_record_that_long_before_now(
     hour_back = reset_by("PT1H")
     short = reset_by("-1h")
     nothing_back = reset_by("PT0S")
-    # The middle of the 2.4 s pause, as a duration back from now (1.2 s either way to spare).
-    into_gap = reset_by(f"PT{(arrow.utcnow() - gap).total_seconds():.3f}S")
+    # 0.2 s into the 2.4 s pause, as a duration back from the test's now. The command's own now
+    # comes later, which only moves its target later into the pause: 2.2 s to spare.
+    into_gap = reset_by(f"PT{(arrow.utcnow() - first_end).total_seconds() - 0.2:.3f}S")
     compound = reset_by("1d2h")
 
     assert hour_back == short == compound == {0: 0, 1: 0}
@@ -260,6 +262,7 @@ def test_lag_watch_off_a_terminal_prints_snapshots_with_the_pace_between_them(
     assert blank == "" and more == [] and "\x1b" not in rest
     assert line.startswith(f"alarms  test/{topic}  lag 4  ")
     pace = line.split("  read ")[1]
+    # 6 records over the 4 s pace, or a little more under load: 1.5/s, shown rounded
     assert pace.startswith(("1/s  lag -", "2/s  lag -")) and "  catch up " in pace
     assert pace.split("catch up ")[1].endswith("s") and "never" not in pace
 
