@@ -24,6 +24,7 @@ from tests.integration.alarm_state_support import (
     raw_alerts,
 )
 from workers.alarms.state import AlertStore, alert_id
+from workers.connections.redis_clients import redis_client
 from workers.state.keys import alarm_key
 
 # -- idempotence ---------------------------------------------------------------------------------
@@ -183,7 +184,7 @@ def expected_counts(opening: list[dict[str, Any]], shares: list[list[Any]]) -> d
 
 
 def apply_share(url: str, prefix: str, share: list[Any], start: Any) -> Counter[str]:
-    client = redis.Redis.from_url(url)
+    client = redis_client(url)  # a server's, or a cluster's (test_redis_cluster_state)
     try:
         alert_store = AlertStore(client, prefix, TTL)
         start.wait(30)

@@ -132,6 +132,25 @@ def test_forget_closed_keeps_a_fingerprint_that_a_newer_event_reopened(
     assert (alert_store.get(FP) or {})["id"] != closed[0]["id"]
 
 
+def test_forget_closed_puts_back_an_alert_that_an_event_older_than_the_cutoff_reopened(
+    alert_store: AlertStore, redis_client: redis.Redis, key_prefix: str
+) -> None:
+    # Arrange: closed by a sweep, then an event newer than the close, yet older than the
+    # cutoff, opens a new alert; its score stays below the cutoff
+    alert_store.apply([event(1, B)])
+    closed = alert_store.close_quiet(cutoff_ms=B + 10_000)
+    reopened = alert_store.apply([event(2, B + 5_000)])
+
+    # Act: the index drops the fingerprint (its score is below the cutoff) and puts it back
+    alert_store.forget_closed(closed, B + 10_000)
+    swept = alert_store.close_quiet(cutoff_ms=B + 10_000)
+
+    # Assert: the new alert is still in the index, so the sweep closed it
+    assert [a.outcome for a in reopened] == ["opened"]
+    assert [(a["id"], a["closed_by"]) for a in swept] == [(reopened[0].alert["id"], "quiet")]
+    assert index(redis_client, key_prefix) == [(FP.encode(), float(B + 5_000))]
+
+
 def test_forget_closed_keeps_a_quiet_close_whose_score_a_later_event_moved(
     alert_store: AlertStore, redis_client: redis.Redis, key_prefix: str
 ) -> None:

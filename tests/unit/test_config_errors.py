@@ -45,7 +45,7 @@ BAD_CONFIGS = [
         (f"{C}.producer.value_serializer", str),
     ),
     bad("unknown-secret-looking-key", f"{C}.password", (f"{C}.password", SECRET)),
-    bad("unknown-pipeline-key", f"{P}.topics", (f"{P}.topics", ["x"])),
+    bad("unknown-pipeline-key", f"{P}.frob", (f"{P}.frob", ["x"])),
     # wrong types
     bad("string-for-int", f"{P}.batch_size", (f"{P}.batch_size", "500")),
     bad("string-for-float", f"{C}.reconnect_seconds", (f"{C}.reconnect_seconds", "60")),
@@ -145,6 +145,43 @@ BAD_CONFIGS = [
     # pipelines
     bad("pipeline-unknown-cluster", f"{P}.cluster", (f"{P}.cluster", "nope")),
     bad("pipeline-missing-topic", f"{P}.topic", (f"{P}.topic", DROP)),
+    # many topics: exactly one of topic, topics and topic_pattern
+    bad("topic-and-topics", f"{P}.topics", (f"{P}.topics", ["a", "b"])),
+    bad("topic-and-pattern", f"{P}.topic_pattern", (f"{P}.topic_pattern", "a.*")),
+    bad(
+        "topics-and-pattern",
+        f"{P}.topic_pattern",
+        (f"{P}.topic", DROP),
+        (f"{P}.topics", ["a"]),
+        (f"{P}.topic_pattern", "a.*"),
+    ),  # fmt: skip
+    bad("topics-empty", f"{P}.topics", (f"{P}.topic", DROP), (f"{P}.topics", [])),
+    bad("topics-twice", f"{P}.topics[2]", (f"{P}.topic", DROP), (f"{P}.topics", ["a", "b", "a"])),
+    bad("topics-not-a-name", f"{P}.topics[1]", (f"{P}.topic", DROP), (f"{P}.topics", ["a", 7])),
+    bad("topics-bad-name", f"{P}.topics[0]", (f"{P}.topic", DROP), (f"{P}.topics", ["a b"])),
+    bad(
+        "pattern-not-a-regex",
+        f"{P}.topic_pattern",
+        (f"{P}.topic", DROP),
+        (f"{P}.topic_pattern", "alarm-("),
+    ),  # fmt: skip
+    bad("pattern-empty", f"{P}.topic_pattern", (f"{P}.topic", DROP), (f"{P}.topic_pattern", "")),
+    bad(
+        "pattern-matches-dead-letters",
+        f"{P}.dead_letter_topic",
+        (f"{P}.topic", DROP),
+        (f"{P}.topic_pattern", "alarm.*"),
+        (f"{P}.dead_letter_topic", "alarm.dlq"),
+    ),  # fmt: skip
+    bad(
+        "dead-letters-listed",
+        f"{P}.dead_letter_topic",
+        (f"{P}.topic", DROP),
+        (f"{P}.topics", ["a", "b"]),
+        (f"{P}.dead_letter_topic", "b"),
+    ),  # fmt: skip
+    bad("refresh-zero", f"{P}.topics_refresh_seconds", (f"{P}.topics_refresh_seconds", 0)),
+    bad("new-topic-start-bad", f"{P}.new_topic_start", (f"{P}.new_topic_start", "soonest")),
     bad("upper-case-pipeline-name", "workers_pipelines.Alarms", ("workers_pipelines.Alarms", {})),
     bad("batch-size-0", f"{P}.batch_size", (f"{P}.batch_size", 0)),
     bad("batch-size-negative", f"{P}.batch_size", (f"{P}.batch_size", -5)),
@@ -281,7 +318,8 @@ def test_bad_config_names_the_key_and_hides_secrets(
             [("workers_redis_url", f"http://:{SECRET}@redis.example:6379/0")],
             {},
             "workers_redis_url: got 'http://:***@redis.example:6379/0'; "
-            "expected a URL such as redis://host:6379/0, rediss:// or unix://",
+            "expected a URL such as redis://host:6379/0, rediss://, unix://, "
+            "redis+sentinel://host:26379/service or redis+cluster://host:6379",
             id="redis-url-password-masked",
         ),
         pytest.param(

@@ -26,7 +26,10 @@ TEXT = "(at most 4096 characters, no control characters)"
 TOPIC = "a Kafka topic name: 1-249 of [A-Za-z0-9._-], not '.' or '..'"
 NAME = "a name of lower-case letters, digits, '_' or '-' (max 63)"
 HOSTPORT = "'host:port' with a port between 1 and 65535"
-REDIS = "a URL such as redis://host:6379/0, rediss:// or unix://"
+REDIS = (
+    "a URL such as redis://host:6379/0, rediss://, unix://, "
+    "redis+sentinel://host:26379/service or redis+cluster://host:6379"
+)
 SASL = {"security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": "PLAIN"}
 
 

@@ -1,9 +1,11 @@
 """The alert store's Lua scripts (see ``workers.alarms.state``).
 
-Every key a script touches is passed in ``KEYS``. The batch scripts (``APPLY``, ``CLAIM``,
-``MARK``, ``RELEASE``) take the keys of any number of alerts: each alert's keys share the hash
-tag ``{fingerprint}``, so on Redis Cluster a caller groups its items by hash slot and makes one
-call per slot. ``CLOSE_QUIET`` and ``FORGET`` touch one alert, or the index of open alerts.
+Every key a script touches is passed in ``KEYS``, and every call's keys lie in one hash slot
+(Redis Cluster refuses anything else). The batch scripts (``APPLY``, ``CLAIM``, ``MARK``,
+``RELEASE``) take the keys of any number of alerts: each alert's keys share the hash tag
+``{fingerprint}``, so on Redis Cluster a caller groups its items by hash slot and makes one
+call per slot. ``CLOSE_QUIET`` touches one alert, ``FORGET`` the index of open alerts (a key
+of its own slot): what the index needs after them is done by ``workers.alarms.state``.
 
 ``APPLY`` returns an alert to Python as a JSON object: the fields of its ``meta`` (spliced in
 as Python encoded them, never decoded here: Lua's JSON would round big integers), then ``id``,
@@ -178,17 +180,18 @@ out[#out + 1] = ']'
 return table.concat(out)
 """
 
-# KEYS: alert, index. ARGV: fingerprint, cutoff ms. Closes a quiet alert as of its last event
-# (so a later event opens a new alert and an older one is stale). An alert closed by an earlier
-# sweep stays in the index, and is returned again, until that sweep published its close.
+# KEYS: alert. ARGV: cutoff ms. Closes a quiet alert as of its last event (so a later event
+# opens a new alert and an older one is stale). An alert closed by an earlier sweep whose close
+# is not yet published is returned again. 'gone' when there is no alert or it is closed and
+# published: the caller drops it from the index of open alerts (another slot's key).
 CLOSE_QUIET = """
 local a = redis.call('HMGET', KEYS[1], 'status', 'last_time', 'version', 'closed_by',
                      'close_published')
 if a[1] == 'CLOSED' and a[4] == 'quiet' and a[5] ~= '1' then
   return cjson.encode({'closed', redis.call('HGETALL', KEYS[1])})
 end
-if not a[1] or a[1] == 'CLOSED' then redis.call('ZREM', KEYS[2], ARGV[1]) return false end
-if tonumber(a[2]) >= tonumber(ARGV[2]) then return false end
+if not a[1] or a[1] == 'CLOSED' then return 'gone' end
+if tonumber(a[2]) >= tonumber(ARGV[1]) then return false end
 redis.call('HSET', KEYS[1], 'status', 'CLOSED', 'last_change', a[2], 'closed_by', 'quiet',
            'version', tostring(tonumber(a[3]) + 1))
 return cjson.encode({'closed', redis.call('HGETALL', KEYS[1])})
@@ -239,11 +242,15 @@ return 0
 """
 
 # KEYS: index. ARGV: cutoff ms, fingerprints. Drops published quiet closes from the index
-# (unless a newer event moved a fingerprint past the cutoff meanwhile).
+# (unless a newer event moved a fingerprint past the cutoff meanwhile); returns those dropped.
 FORGET = """
+local out = {}
 for i = 2, #ARGV do
   local score = redis.call('ZSCORE', KEYS[1], ARGV[i])
-  if score and tonumber(score) < tonumber(ARGV[1]) then redis.call('ZREM', KEYS[1], ARGV[i]) end
+  if score and tonumber(score) < tonumber(ARGV[1]) then
+    redis.call('ZREM', KEYS[1], ARGV[i])
+    out[#out + 1] = ARGV[i]
+  end
 end
-return 0
+return out
 """

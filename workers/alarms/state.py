@@ -16,6 +16,11 @@ fingerprints touch disjoint keys, so both give the same results. A record marker
 change its record made as ``[change, alert]`` (0.2.0 and earlier kept the alert's hash as
 HGETALL lists it; a replay reads both).
 
+The index is kept apart from the alerts (another hash slot), so no script moves both: an
+alert's event is applied before its fingerprint is added to the index, and a fingerprint
+taken out of the index is checked afterwards and put back if an event opened its alert
+meanwhile. So every alert the sweep may still close stays in the index.
+
 Rules (``last_change`` is the event time of the alert's last status change):
 - no alert, or a closed one: an ``ABNORMAL`` event opens a new alert (a new id); other
   events change nothing; an event not newer than a closed alert's ``last_change`` is stale;
@@ -29,23 +34,23 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import redis
 from redis.cluster import RedisCluster
-from redis.crc import key_slot
 
 from workers.alarms.lua import APPLY, CLAIM, CLOSE_QUIET, FORGET, MARK, RELEASE
-from workers.kafka.codecs import fast_json
+from workers.alarms.replies import Applied, alert_of, as_applied, json_bytes, read_elements, text
+from workers.exceptions import RecoverableError
 from workers.metrics import record
 from workers.state.keys import alarm_key
 from workers.state.redis_errors import translated
+from workers.state.scripting import run, slot
+
+__all__ = ["CHUNK", "OUTCOMES", "AlertStore", "Applied", "alert_id", "json_bytes"]
 
 OUTCOMES = ("duplicate", "replayed", "stale", "ignored", "opened", "updated", "recovered", "closed")
-_INT_FIELDS = ("count", "severity", "first_time", "last_time", "last_change", "version")
-
 _FIELDS = ("alert_name", "fingerprint", "dimensions", "target", "description", "metric", "cluster",
            "strategy_id", "bk_biz_id")  # fmt: skip
 
@@ -55,40 +60,7 @@ _FIELDS = ("alert_name", "fingerprint", "dimensions", "target", "description", "
 CHUNK = 100
 
 _CLAIMED = {"n": "new", "p": "published", "c": "claimed"}
-
-
-def json_bytes(value: Any) -> bytes:
-    """Compact JSON of ``value`` as UTF-8: orjson's when it is installed and takes the value,
-    else the standard library's (integers beyond 64 bits, lone surrogates: never refused)."""
-    if fast_json is not None:
-        try:
-            data: bytes = fast_json.dumps(value)
-            return data
-        except TypeError:  # orjson.JSONEncodeError
-            pass
-    return json.dumps(value, separators=(",", ":")).encode()
-
-
-def _loads(raw: bytes) -> Any:
-    """A script's JSON reply: orjson's reading, unless it refuses it (see ``_elements``)."""
-    if fast_json is not None:
-        try:
-            return fast_json.loads(raw)
-        except ValueError:  # orjson.JSONDecodeError: lone surrogates, or no JSON at all
-            pass
-    return json.loads(raw)
-
-
-@dataclass(frozen=True, slots=True)
-class Applied:
-    """What one event did: ``outcome`` (see ``OUTCOMES``) and the alert after it, if changed."""
-
-    record_id: str
-    outcome: str
-    alert: dict[str, Any] | None
-    change: str = ""  # the change the record made (also for a replayed record)
-    # A quiet close whose publication failed, of the alert this event replaced: emit it first.
-    unpublished_close: dict[str, Any] | None = None
+_NONE: Mapping[str, bytes] = {}
 
 
 def alert_id(fingerprint: str, record_id: str) -> str:
@@ -99,15 +71,27 @@ def alert_id(fingerprint: str, record_id: str) -> str:
 class AlertStore:
     """Alert state of one key prefix on ``client``. ``per_slot``: group the items of a batch
     by hash slot, one script call per slot, as Redis Cluster needs (the default on a cluster
-    client); otherwise a call takes up to ``CHUNK`` items of any fingerprints."""
+    client); otherwise a call takes up to ``CHUNK`` items of any fingerprints. ``replicas``:
+    events count as applied only once that many replicas have them (``WAIT``, up to
+    ``replica_timeout_ms``), so that no failover to a replica loses what later stages act on;
+    else ``apply`` raises ``RecoverableError`` (and a retry replays them)."""
 
     def __init__(
-        self, client: redis.Redis, prefix: str, dedupe_ttl: int, per_slot: bool | None = None
+        self,
+        client: redis.Redis,
+        prefix: str,
+        dedupe_ttl: int,
+        per_slot: bool | None = None,
+        *,
+        replicas: int = 0,
+        replica_timeout_ms: int = 1000,
     ) -> None:
         self.client = client
         self.prefix = prefix
         self.dedupe_ttl = dedupe_ttl
         self.per_slot = isinstance(client, RedisCluster) if per_slot is None else per_slot
+        self.replicas = replicas
+        self.replica_timeout_ms = replica_timeout_ms
         self._apply = client.register_script(APPLY)
         self._close_quiet = client.register_script(CLOSE_QUIET)
         self._forget = client.register_script(FORGET)
@@ -124,10 +108,10 @@ class AlertStore:
         slots: dict[str, int] = {}
         groups: dict[int, list[int]] = {}
         for i, fp in enumerate(fingerprints):
-            slot = slots.get(fp)
-            if slot is None:
-                slot = slots[fp] = key_slot(alarm_key(self.prefix, "alert", fp).encode())
-            groups.setdefault(slot, []).append(i)
+            found = slots.get(fp)
+            if found is None:
+                found = slots[fp] = slot(alarm_key(self.prefix, "alert", fp))
+            groups.setdefault(found, []).append(i)
         return [g[i : i + CHUNK] for g in groups.values() for i in range(0, len(g), CHUNK)]
 
     def apply(self, events: Sequence[dict[str, Any]]) -> list[Applied]:
@@ -159,14 +143,27 @@ class AlertStore:
                                  event["status"], alert_id(fp, record_id), meta])  # fmt: skip
                 keys = [alarm_key(prefix, "alert", fp) for fp in alerts]
                 args: list[Any] = [self.dedupe_ttl, len(keys), json_bytes(rows)]
-                self._apply(keys=keys + markers, args=args, client=pipe)
-            # The index only ever moves forward; the sweep re-checks under the script.
-            pipe.zadd(alarm_key(prefix, "alerts"), latest, gt=True)
+                run(self._apply, keys + markers, args, pipe)
+            # The index only ever moves forward; the sweep re-checks under the script. It is
+            # written after the events are applied (see the module): on a cluster, whose
+            # pipeline sends to its nodes at once, in a round trip of its own.
+            index = alarm_key(prefix, "alerts")
+            if not self.per_slot:
+                pipe.zadd(index, latest, gt=True)
+            if self.replicas:
+                pipe.wait(self.replicas, self.replica_timeout_ms)
             replies = pipe.execute()
+            if self.per_slot:
+                self.client.zadd(index, latest, gt=True)
+        if self.replicas and replies[-1] < self.replicas:
+            raise RecoverableError(
+                f"alarm events applied, but only {replies[-1]} of {self.replicas} replicas had "
+                f"them within {self.replica_timeout_ms} ms (a failover could lose them): retry"
+            )
         placed: dict[int, Applied] = {}
-        for call, reply in zip(calls, replies, strict=False):  # the last reply is ZADD's
-            for i, element in zip(call, _elements(reply), strict=True):
-                placed[i] = _applied(events[i]["record_id"], element)
+        for call, reply in zip(calls, replies, strict=False):  # a last reply is ZADD's
+            for i, element in zip(call, read_elements(reply), strict=True):
+                placed[i] = as_applied(events[i]["record_id"], element)
         return [placed[i] for i in range(len(events))]
 
     def close_quiet(self, cutoff_ms: int, limit: int = 1000) -> list[dict[str, Any]]:
@@ -178,13 +175,16 @@ class AlertStore:
             found: Any = self.client.zrangebyscore(
                 index, "-inf", f"({cutoff_ms}", start=0, num=limit
             )
-            quiet = [_text(raw) for raw in found]
+            quiet = [text(raw) for raw in found]
             pipe = self.client.pipeline(transaction=False)
             for fp in quiet:
-                keys = [alarm_key(self.prefix, "alert", fp), index]
-                self._close_quiet(keys=keys, args=[fp, cutoff_ms], client=pipe)
+                run(self._close_quiet, [alarm_key(self.prefix, "alert", fp)], [cutoff_ms], pipe)
             replies = pipe.execute() if quiet else []
-        return [_alert(json.loads(reply)[1]) for reply in replies if reply]
+            gone = [fp for fp, reply in zip(quiet, replies, strict=True) if reply == b"gone"]
+            if gone:  # no alert, or closed and published: nothing left for the sweep
+                self.client.zrem(index, *gone)
+                self._reindex(gone)
+        return [alert_of(json.loads(reply)[1]) for reply in replies if reply and reply != b"gone"]
 
     def forget_closed(self, alerts: Sequence[dict[str, Any]], cutoff_ms: int) -> None:
         """Drop quiet-closed alerts from the index of open alerts, once published."""
@@ -192,14 +192,36 @@ class AlertStore:
             return
         args = [cutoff_ms, *(a["fingerprint"] for a in alerts)]
         with translated("update the index of open alerts"):
-            self._forget(keys=[alarm_key(self.prefix, "alerts")], args=args)
+            dropped = self._forget(keys=[alarm_key(self.prefix, "alerts")], args=args)
+            if dropped:
+                sent = {a["fingerprint"]: f"{a['id']}:{a['version']}".encode() for a in alerts}
+                self._reindex([text(fp) for fp in dropped], sent)
+
+    def _reindex(self, fingerprints: Sequence[str], sent: Mapping[str, bytes] = _NONE) -> None:
+        """Put back into the index the fingerprints just taken out whose alert is open after
+        all (an event opened it meanwhile), or closed by a sweep and not published (unless
+        ``sent`` holds its ``id:version``: the caller published that close)."""
+        pipe = self.client.pipeline(transaction=False)
+        fields = ["status", "last_time", "closed_by", "close_published", "id", "version"]
+        for fp in fingerprints:
+            pipe.hmget(alarm_key(self.prefix, "alert", fp), fields)
+        back: dict[str, int] = {}
+        for fp, row in zip(fingerprints, pipe.execute(), strict=True):
+            status, last_time, by, published, ident, version = row
+            if status is None:
+                continue
+            done = published == b"1" or sent.get(fp) == b"%s:%s" % (ident, version)
+            if status != b"CLOSED" or (by == b"quiet" and not done):
+                back[fp] = int(last_time)
+        if back:
+            self.client.zadd(alarm_key(self.prefix, "alerts"), back, gt=True)
 
     def get(self, fingerprint: str) -> dict[str, Any] | None:
         with translated("read an alert"):
             raw = self.client.hgetall(alarm_key(self.prefix, "alert", fingerprint))
         if not raw:
             return None
-        return _alert([_text(x) for pair in raw.items() for x in pair])
+        return alert_of([text(x) for pair in raw.items() for x in pair])
 
     def unpublished(self, changes: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         """The changes not yet confirmed published (a retried build may emit some again)."""
@@ -223,11 +245,11 @@ class AlertStore:
         with translated("claim alert changes"):
             pipe = self.client.pipeline(transaction=False)
             for call in calls:
-                self._claim(keys=[markers[i] for i in call], args=[self.dedupe_ttl], client=pipe)
+                run(self._claim, [markers[i] for i in call], [self.dedupe_ttl], pipe)
             replies = pipe.execute()
         states = [""] * len(changes)
         for call, reply in zip(calls, replies, strict=True):
-            for i, letter in zip(call, _text(reply), strict=True):
+            for i, letter in zip(call, text(reply), strict=True):
                 states[i] = _CLAIMED[letter]
         send = [c for c, state in zip(changes, states, strict=True) if state != "published"]
         again = {
@@ -245,7 +267,7 @@ class AlertStore:
         with translated("release alert change claims"):
             pipe = self.client.pipeline(transaction=False)
             for call in calls:
-                self._release(keys=[markers[i] for i in call], client=pipe)
+                run(self._release, [markers[i] for i in call], [], pipe)
             pipe.execute()
 
     def mark_published(self, changes: Sequence[dict[str, Any]]) -> None:
@@ -264,7 +286,7 @@ class AlertStore:
                     if alert.get("closed_by") == "quiet":
                         keys.append(alarm_key(self.prefix, "alert", alert["fingerprint"]))
                         args += (alert["id"], alert["version"])
-                self._mark(keys=keys, args=args, client=pipe)
+                run(self._mark, keys, args, pipe)
             pipe.execute()
 
     def _published_key(self, change: dict[str, Any]) -> str:
@@ -290,47 +312,4 @@ class AlertStore:
     def stats(self) -> dict[str, int]:
         with translated("read alarm statistics"):
             raw = self.client.hgetall(alarm_key(self.prefix, "alarm-stats"))
-        return {_text(k): int(v) for k, v in raw.items()}
-
-
-def _elements(reply: bytes) -> list[Any]:
-    """The per-event elements of an ``APPLY`` reply. orjson reads an integer beyond 64 bits
-    (which only the standard library's encoder could have written into an alert's meta) as a
-    float, and no alert field is a float: then the standard library reads the reply again."""
-    elements: list[Any] = _loads(reply)
-    if fast_json is not None:
-        for element in elements:
-            for body in element[1:]:
-                if type(body[1]) is dict and float in map(type, body[1].values()):
-                    return list(json.loads(reply))
-    return elements
-
-
-def _applied(record_id: str, element: list[Any]) -> Applied:
-    """An ``APPLY`` reply element as ``Applied``; a replayed record's alert may come from a
-    marker kept by an earlier version (the hash as HGETALL lists it)."""
-    if len(element) == 1:
-        return Applied(record_id, element[0], None)
-    change, alert = element[1]
-    close = _as_alert(element[2][1]) if len(element) > 2 else None
-    return Applied(record_id, element[0], _as_alert(alert), change, close)
-
-
-def _as_alert(body: dict[str, Any] | list[str]) -> dict[str, Any]:
-    return body if isinstance(body, dict) else _alert(body)
-
-
-def _alert(flat: Sequence[str]) -> dict[str, Any]:
-    """An alert from its hash fields (as HGETALL lists them): ints typed, meta merged in."""
-    fields = dict(zip(flat[::2], flat[1::2], strict=True))
-    alert: dict[str, Any] = json.loads(fields.pop("meta", "{}"))
-    alert.update(fields)
-    alert.pop("close_published", None)
-    for name in _INT_FIELDS:
-        alert[name] = int(alert[name])
-    alert.setdefault("closed_by", None)
-    return alert
-
-
-def _text(raw: bytes | str) -> str:
-    return raw.decode() if isinstance(raw, bytes) else raw
+        return {text(k): int(v) for k, v in raw.items()}

@@ -38,7 +38,12 @@ def store_for(app: Any) -> AlertStore:
     connections = connections_for(app)
     settings = connections.settings
     return AlertStore(
-        connections.redis(), settings.redis.key_prefix, settings.alarms.dedupe_ttl_seconds
+        connections.redis(),
+        settings.redis.key_prefix,
+        settings.alarms.dedupe_ttl_seconds,
+        replicas=settings.redis.wait_replicas,
+        # Less than the socket timeout, so that a missing replica is this error, not a timeout.
+        replica_timeout_ms=int(settings.redis.socket_timeout * 500),
     )
 
 

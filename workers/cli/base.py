@@ -19,6 +19,7 @@ import click
 import redis
 from click.exceptions import NoArgsIsHelpError
 from kafka.errors import KafkaError
+from redis.exceptions import RedisClusterException
 
 from workers import __version__
 from workers.cli.params import AppPath, ModuleName, Number
@@ -144,7 +145,7 @@ class Group(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except (WorkersError, KafkaError, redis.RedisError) as exc:
+        except (WorkersError, KafkaError, redis.RedisError, RedisClusterException) as exc:
             raise click.ClickException(_clean(one_line(exc), ctx)) from exc
         except click.UsageError as exc:
             raise _usage_line(exc) from exc

@@ -230,7 +230,10 @@ def host_ports(key: str, value: str | list[Any] | tuple[Any, ...]) -> tuple[str,
 
 
 def redis_url(key: str, value: str) -> str:
-    expected = "a URL such as redis://host:6379/0, rediss:// or unix://"
+    expected = (
+        "a URL such as redis://host:6379/0, rediss://, unix://, "
+        "redis+sentinel://host:26379/service or redis+cluster://host:6379"
+    )
     if any(c.isspace() for c in value):
         raise fail(key, mask_url(value), expected + " (no spaces or line breaks)")
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import weakref
 from collections.abc import Mapping
 from typing import Any
@@ -16,11 +17,11 @@ from workers.config.model import (
     ClusterConfig,
     MetricsSettings,
     PipelineConfig,
-    RedisConfig,
     Settings,
     _frozen,
 )
 from workers.config.rdkafka_options import check_rdkafka
+from workers.config.redis_urls import redis_config
 from workers.config.specs import CLUSTER, PIPELINE, TOP, check_name
 from workers.exceptions import ConfigError
 
@@ -56,12 +57,7 @@ def _build(raw: Mapping[str, Any], visibility_timeout: float) -> Settings:
     }
     if not clusters:
         raise fail("workers_kafka_clusters", {}, "at least one cluster, e.g. 'common'")
-    redis = RedisConfig(
-        url=top["workers_redis_url"],
-        key_prefix=top["workers_redis_key_prefix"],
-        socket_timeout=float(top["workers_redis_socket_timeout"]),
-        offset_ttl_seconds=top["workers_offset_ttl_seconds"],
-    )
+    redis = redis_config(top)
     pipelines = {
         check_name(f"workers_pipelines.{name}", name): _pipeline(
             name, value, clusters, top["workers_default_group"], visibility_timeout
@@ -203,15 +199,34 @@ def _pipeline(
             f"less than the Celery broker's visibility_timeout ({visibility_timeout:g} s), "
             "or the broker re-delivers a running consumer",
         )
+    given = [k for k in ("topic", "topics", "topic_pattern") if v[k] is not None]
+    if len(given) != 1:
+        raise fail(
+            f"{prefix}.{given[1] if given else 'topic'}",
+            v[given[1]] if given else None,
+            "exactly one of topic, topics and topic_pattern",
+        )
     dead_letter = v["dead_letter_topic"] or topic_name(
-        f"{prefix}.dead_letter_topic", f"{v['topic']}.dlq"
+        f"{prefix}.dead_letter_topic", f"{v['topic'] or name}.dlq"
     )
-    if dead_letter == v["topic"]:
+    pattern = v["topic_pattern"] or ""
+    if dead_letter in (v["topic"], *(v["topics"] or ())):
         raise fail(f"{prefix}.dead_letter_topic", dead_letter, "a topic other than the pipeline's")
+    if pattern and re.fullmatch(pattern, dead_letter):
+        raise fail(
+            f"{prefix}.dead_letter_topic",
+            dead_letter,
+            f"a topic that topic_pattern {pattern!r} does not match (the pipeline would read "
+            "its own dead letters)",
+        )
     return PipelineConfig(
         name=name,
         cluster=v["cluster"],
-        topic=v["topic"],
+        topic=v["topic"] or "",
+        topics=v["topics"] or (),
+        topic_pattern=pattern,
+        topics_refresh_seconds=float(v["topics_refresh_seconds"]),
+        new_topic_start=v["new_topic_start"],
         group=v["group"] or default_group,
         tasks=v["tasks"],
         batch_size=v["batch_size"],

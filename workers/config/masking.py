@@ -82,14 +82,18 @@ def mask_text(text: str, secrets: Iterable[str] = ()) -> str:
 
 def secrets_in(conf: Mapping[str, Any], environ: Mapping[str, str]) -> set[str]:
     """Every secret the Celery config and the environment hold that could end up in a message:
-    passwords of the broker, result backend and Redis URLs, and the secret Kafka options (see
-    ``kafka_options.SECRET_OPTIONS``) of every cluster, configured or from the environment."""
+    passwords of the broker, result backend and Redis URLs (and the Redis Sentinels'), and the
+    secret Kafka options (see ``kafka_options.SECRET_OPTIONS``) of every cluster, configured or
+    from the environment."""
     from workers.config.kafka_options import SECRET_OPTIONS
 
     found: set[str] = set()
     for key in ("broker_url", "broker_read_url", "broker_write_url", "result_backend",
                 "workers_redis_url"):  # fmt: skip
         found |= _urls_secrets(_get(conf, key))
+    sentinel_password = _get(conf, "workers_redis_sentinel_password")
+    if isinstance(sentinel_password, str):
+        found.add(sentinel_password)
     clusters = _get(conf, "workers_kafka_clusters")
     for cluster in clusters.values() if isinstance(clusters, Mapping) else ():
         for level in _levels(cluster):
@@ -98,7 +102,9 @@ def secrets_in(conf: Mapping[str, Any], environ: Mapping[str, str]) -> set[str]:
     for var, value in environ.items():
         if var.endswith(("_URL", "_BROKER", "_BACKEND")):
             found |= url_secrets(value)
-        elif var.startswith("WORKERS_") and var.endswith(upper):
+        elif var == "WORKERS_REDIS_SENTINEL_PASSWORD" or (
+            var.startswith("WORKERS_") and var.endswith(upper)
+        ):
             found.add(value)
     return {s for s in found if s}
 

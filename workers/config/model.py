@@ -105,12 +105,20 @@ class RedisConfig:
     key_prefix: str = "workers"
     socket_timeout: float = 5.0
     offset_ttl_seconds: int | None = None
+    # The Sentinels' own credentials (``redis+sentinel://`` URLs only; the URL's are the master's).
+    sentinel_username: str | None = None
+    sentinel_password: str | None = None
+    # Replicas that must have an alert-state write before it counts (Redis WAIT); 0: none.
+    wait_replicas: int = 0
 
     def __repr__(self) -> str:
+        sentinel_password = None if self.sentinel_password is None else MASK
         return (
             f"RedisConfig(url={mask_url(self.url)!r}, key_prefix={self.key_prefix!r}, "
             f"socket_timeout={self.socket_timeout!r}, "
-            f"offset_ttl_seconds={self.offset_ttl_seconds!r})"
+            f"offset_ttl_seconds={self.offset_ttl_seconds!r}, "
+            f"sentinel_username={self.sentinel_username!r}, "
+            f"sentinel_password={sentinel_password!r}, wait_replicas={self.wait_replicas!r})"
         )
 
 
@@ -157,7 +165,9 @@ class StartPolicy:
 
 @dataclass(frozen=True, slots=True)
 class PipelineConfig:
-    """One topic feeding one chain of alarm tasks; limits bound a single pull cycle."""
+    """One topic (``topic``), a list of topics (``topics``) or the topics whose names match a
+    pattern (``topic_pattern``) feeding one chain of alarm tasks; limits bound a single pull
+    cycle. Exactly one of the three is set (``topic`` is empty for the other two)."""
 
     name: str
     cluster: str
@@ -195,6 +205,27 @@ class PipelineConfig:
     dead_letter_max_consecutive: int | None = 1000
     # Kafka's copy of the committed offsets (``workers.pulling.kafka_copy``): None is off.
     kafka_commit_seconds: float | None = 5.0
+    # Many topics (``workers.pulling.topics``): a list, or a pattern matched against whole names;
+    # the topics are looked up again every ``topics_refresh_seconds``, and a topic that appears
+    # after the pipeline first ran starts at ``new_topic_start``.
+    topics: tuple[str, ...] = ()
+    topic_pattern: str = ""
+    topics_refresh_seconds: float = 30.0
+    new_topic_start: StartPolicy = StartPolicy("earliest")
+
+    @property
+    def multi(self) -> bool:
+        """True when the pipeline reads a list or a pattern of topics, not one ``topic``."""
+        return bool(self.topics or self.topic_pattern)
+
+    @property
+    def source(self) -> str:
+        """What the pipeline reads, for messages: the topic, the list, or the pattern."""
+        if self.topic_pattern:
+            return f"topics matching {self.topic_pattern!r}"
+        if self.topics:
+            return "topics " + ", ".join(self.topics)
+        return self.topic
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,11 +16,11 @@ from workers.config.fields import (
     fail,
     host_ports,
     mask_url,
-    redis_url,
     task_names,
     topic_name,
 )
 from workers.config.model import StartPolicy
+from workers.config.redis_urls import check_redis_url
 
 # Whole-string matches only (fullmatch): '$' would also accept a trailing newline.
 _NAME = re.compile(r"[a-z][a-z0-9_-]{0,62}")
@@ -52,6 +52,18 @@ def _prefix(key: str, value: str) -> str:
     return value
 
 
+def _sentinel_user(key: str, value: str) -> str:
+    if not value or any(c.isspace() for c in value):
+        raise fail(key, value, "the Sentinels' user name (no spaces), or None")
+    return value
+
+
+def _sentinel_password(key: str, value: str) -> str:
+    if not value:
+        raise fail(key, value, "the Sentinels' password (not empty), or None")
+    return value
+
+
 def _queue(key: str, value: str) -> str:
     if not _QUEUE.fullmatch(value):
         raise fail(key, value, "a Celery queue name: 1-255 of [A-Za-z0-9._:@-], or None")
@@ -72,6 +84,30 @@ def _start(key: str, value: Any) -> StartPolicy:
         return StartPolicy.parse(value if isinstance(value, str) else _epoch_text(value))
     except ValueError:
         raise fail(key, value, START_FORMS) from None
+
+
+def _topics(key: str, value: list[Any] | tuple[Any, ...]) -> tuple[str, ...]:
+    if not value:
+        raise fail(key, value, "a non-empty list of distinct Kafka topic names")
+    seen: dict[str, int] = {}
+    for i, name in enumerate(value):
+        if not isinstance(name, str):
+            raise fail(f"{key}[{i}]", name, "a Kafka topic name")
+        topic_name(f"{key}[{i}]", name)
+        if name in seen:
+            raise fail(f"{key}[{i}]", name, f"a topic not already listed (at [{seen[name]}])")
+        seen[name] = i
+    return tuple(value)
+
+
+def _pattern(key: str, value: str) -> str:
+    if not value or len(value) > 1000:
+        raise fail(key, value, "a regular expression of 1-1000 characters")
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise fail(key, value, f"a valid regular expression ({exc})") from None
+    return value
 
 
 def _epoch_text(value: float) -> str:
@@ -128,7 +164,30 @@ TOP: dict[str, Field] = {
     "workers_kafka_clusters": Field("dict", "a mapping of cluster name to cluster settings"),
     "workers_pipelines": Field("dict", "a mapping of pipeline name to pipeline settings", {}),
     "workers_redis_url": Field(
-        "str", "a Redis URL", "redis://127.0.0.1:6379/0", redis_url, secret=True, mask=mask_url
+        "str",
+        "a Redis URL",
+        "redis://127.0.0.1:6379/0",
+        check_redis_url,
+        secret=True,
+        mask=mask_url,
+    ),  # fmt: skip
+    "workers_redis_sentinel_username": Field(
+        "str", "the Sentinels' user name, or None", None, _sentinel_user, nullable=True
+    ),
+    "workers_redis_sentinel_password": Field(
+        "str",
+        "the Sentinels' password, or None",
+        None,
+        _sentinel_password,
+        secret=True,
+        nullable=True,
+    ),  # fmt: skip
+    "workers_redis_wait_replicas": Field(
+        "int",
+        "a number of replicas between 0 and 16, or None (1 with a redis+sentinel:// URL, else 0)",
+        None,
+        at_least(0, 16),
+        nullable=True,
     ),
     "workers_redis_key_prefix": Field("str", "a Redis key prefix", "workers", _prefix),
     "workers_redis_socket_timeout": Field(
@@ -199,7 +258,17 @@ CLUSTER: dict[str, Field] = {
 
 PIPELINE: dict[str, Field] = {
     "cluster": Field("str", "the name of a configured Kafka cluster"),
-    "topic": Field("str", "a Kafka topic name", check=topic_name),
+    "topic": Field("str", "a Kafka topic name", None, topic_name, nullable=True),
+    "topics": Field(
+        "list", "a non-empty list of distinct Kafka topic names", None, _topics, nullable=True
+    ),  # fmt: skip
+    "topic_pattern": Field(
+        "str", "a regular expression matching whole topic names", None, _pattern, nullable=True
+    ),
+    "topics_refresh_seconds": Field(
+        "float", "seconds as a number between 1 and 86400", 30.0, at_least(1, 86_400)
+    ),
+    "new_topic_start": Field("any", START_FORMS, StartPolicy("earliest"), _start),
     "group": Field("str", "a consumer group name", None, _group, nullable=True),
     "tasks": Field("list", "a non-empty list of Celery task names", check=task_names),
     "batch_size": Field("int", "an integer between 1 and 50000", 500, at_least(1, 50_000)),

@@ -21,9 +21,12 @@ from typing import Any
 import redis
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.errors import KafkaError
+from redis.exceptions import RedisClusterException
 
 from workers.config import Settings
+from workers.config.redis_urls import parse_redis_url
 from workers.connections.outages import Outages, shown
+from workers.connections.redis_clients import redis_client
 from workers.exceptions import RecoverableError
 from workers.kafka import resume_fix
 from workers.runtime.logmask import guard_kafka_logs, option_secrets
@@ -51,22 +54,27 @@ class Factories:
     producer: Callable[..., Any] = KafkaProducer
     consumer: Callable[..., Any] = KafkaConsumer
     admin: Callable[..., Any] = KafkaAdminClient
-    redis: Callable[..., Any] = redis.Redis.from_url
+    redis: Callable[..., Any] = redis_client
     rdkafka_producer: Callable[..., Any] = _rdkafka_producer
     rdkafka_consumer: Callable[..., Any] = _rdkafka_consumer
 
 
 def redis_options(settings: Settings, url: str) -> dict[str, Any]:
-    """Keyword arguments of the Redis client for ``url``: the configured socket timeout for
-    connecting and for every command, and a health check of idle connections."""
+    """Keyword arguments of the Redis client for ``url`` (``redis_clients.redis_client``): the
+    configured socket timeout for connecting and for every command (to the Sentinels too), a
+    health check of idle connections, and for a Sentinel URL the Sentinels' credentials."""
     timeout = settings.redis.socket_timeout
-    return {
+    options: dict[str, Any] = {
         "url": url,
         "socket_timeout": timeout,
         "socket_connect_timeout": timeout,
         "health_check_interval": 30,
         "decode_responses": False,
     }
+    if parse_redis_url(url).kind == "sentinel":
+        options["sentinel_username"] = settings.redis.sentinel_username
+        options["sentinel_password"] = settings.redis.sentinel_password
+    return options
 
 
 _ROLE = {"group": "consumer"}
@@ -92,7 +100,7 @@ def build(
         if kind == "consumer":  # a resumed partition is fetched again (see the module)
             resume_fix.install()
         return factory(**built)
-    except (KafkaError, OSError, redis.RedisError) as exc:
+    except (KafkaError, OSError, redis.RedisError, RedisClusterException) as exc:
         outages.failed(kind, name, exc)
         raise RecoverableError(f"cannot create {kind} for {shown(name)}: {exc!r}") from exc
 

@@ -14,6 +14,7 @@ from redis.retry import Retry
 from workers.config import PipelineConfig, Settings, reload_settings
 from workers.config.masking import clip
 from workers.connections import Connections, Factories
+from workers.connections.redis_clients import redis_client
 from workers.exceptions import WorkersError
 from workers.pulling.engine import space_for
 from workers.state.keys import Space
@@ -54,7 +55,7 @@ def _bounded_redis(timeout: float) -> Callable[..., Any]:
             configured = options.get(key)
             options[key] = timeout if configured is None else min(configured, timeout)
         retry = Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,))
-        return redis.Redis.from_url(retry=retry, **options)
+        return redis_client(retry=retry, **options)
 
     return build
 

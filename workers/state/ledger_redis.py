@@ -22,6 +22,9 @@ from workers.state.ledger import (
 from workers.state.ledger_lua import BEGIN, EXPEDITE, FINISH, RECORD, REDRIVE
 from workers.state.offsets import parse_stored
 from workers.state.redis_errors import translated
+from workers.state.scripting import evaluate
+
+_NOW = "return redis.call('TIME')"
 
 
 def _text(raw: bytes | str) -> str:
@@ -82,7 +85,9 @@ class RedisLedger:
         parts = sorted(set(partitions))
         with translated(f"read the in-flight ledger of {space}"):
             pipe = self.client.pipeline(transaction=True)
-            pipe.time()
+            # The time of the node that holds the space (a cluster's TIME has no key to route
+            # by, and its scripts read the time of that node).
+            evaluate(pipe, _NOW, [space.key("offsets")], [])
             if parts:
                 pipe.hmget(space.key("offsets"), [str(p) for p in parts])
                 pipe.hmget(space.key("generations"), [str(p) for p in parts])

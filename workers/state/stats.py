@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 import redis
+from redis.exceptions import RedisClusterException
 
 from workers.state.keys import Space
 
@@ -47,7 +48,7 @@ def add_cycle(client: redis.Redis, space: Space, summary: Any) -> None:
                     pipe.hincrby(key, name, value)
             pipe.hset(key, "last_ms", int(time.time() * 1000))
             pipe.execute()
-    except redis.RedisError as exc:
+    except (redis.RedisError, RedisClusterException) as exc:
         logger.warning("%s: cannot add pull counters: %s", space, exc)
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import redis
 
+from workers.connections.redis_clients import redis_client
 from workers.stages.base import stage
 
 _client: redis.Redis | None = None
@@ -16,8 +17,9 @@ _client: redis.Redis | None = None
 
 def _redis() -> redis.Redis:
     global _client
-    if _client is None:
-        _client = redis.Redis.from_url(os.environ["E2E_REDIS_URL"])
+    if _client is None:  # the pipelines' Redis: one server, a Sentinel's master or a cluster
+        sentinel_password = os.environ.get("WORKERS_REDIS_SENTINEL_PASSWORD")
+        _client = redis_client(os.environ["E2E_REDIS_URL"], sentinel_password=sentinel_password)
     return _client
 
 
