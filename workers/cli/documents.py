@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from workers.config import PipelineConfig
-from workers.ops.check import Finding
+from workers.ops.check_topics import Finding
 from workers.ops.dlq import Letter, Replay, reason_counts
+from workers.ops.overview import ManyStatus, Status
 from workers.ops.pace import Pace
 from workers.ops.produce import Produced
 from workers.ops.resets import Target
@@ -69,25 +71,43 @@ def topics_create(
                 topics=rows)  # fmt: skip
 
 
-def _errors(rows: Sequence[tuple[str, PipelineStatus | str]]) -> list[dict[str, Any]]:
+def _errors(rows: Sequence[tuple[str, Status | str]]) -> list[dict[str, Any]]:
     return [{"pipeline": name, "error": r} for name, r in rows if isinstance(r, str)]
 
 
-def offsets_show(rows: Sequence[tuple[str, PipelineStatus | str]]) -> dict[str, Any]:
+def objects(status: Status) -> list[PipelineStatus]:
+    """The objects of one pipeline in ``offsets show`` and ``lag``: its status, or one per
+    topic of a pipeline over many (in topic order; each with ``topic`` set), or, when it
+    reads no topic now, one with no partitions (``topic`` null: see ``_topic``)."""
+    if not isinstance(status, ManyStatus):
+        return [status]
+    return status.topics or [PipelineStatus(status.pipeline, [], {}, status.now_ms)]
+
+
+def _topic(row: PipelineStatus) -> str | None:
+    """The topic of an object: null for a pipeline over many topics that reads none now."""
+    return None if row.pipeline.multi else row.pipeline.topic
+
+
+def offsets_show(rows: Sequence[tuple[str, Status | str]]) -> dict[str, Any]:
     """``rows``: (pipeline name, its status or why it could not be read)."""
-    found = [r.as_dict() for _, r in rows if isinstance(r, PipelineStatus)]
+    found = []
+    for _, r in rows:
+        if not isinstance(r, str):
+            for one in objects(r):
+                found.append({**one.as_dict(), "topic": _topic(one)})
     errors = _errors(rows)
     return _doc("offsets show", ok=not errors, pipelines=found, errors=errors)
 
 
 def lag_row(row: PipelineStatus, pace: Pace | None) -> dict[str, Any]:
-    """One pipeline in ``workers lag``: the line it shows, as numbers; ``pace`` (--watch)
-    since the last refresh."""
+    """One pipeline (or one topic of a pipeline over many: see ``objects``) in ``workers
+    lag``: the line it shows, as numbers; ``pace`` (--watch) since the last refresh."""
     p, flight = row.pipeline, row.flight
     last_ms = row.counters.get("last_ms", 0)
     eta = None if pace is None else pace.catch_up_seconds
     return {
-        "pipeline": p.name, "cluster": p.cluster, "topic": p.topic, "group": p.group,
+        "pipeline": p.name, "cluster": p.cluster, "topic": _topic(row), "group": p.group,
         "mode": p.mode, "started": row.started, "start": str(p.start), "lag": row.lag,
         "oldest_unread_age_seconds": row.oldest_age, "partition_count": len(row.partitions),
         "partitions_held": row.held,
@@ -103,37 +123,73 @@ def lag_row(row: PipelineStatus, pace: Pace | None) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def pace_key(name: str, status: Status, one: PipelineStatus) -> str:
+    """Whose pace: the pipeline, or ``pipeline/topic`` for a topic (``one``) of a pipeline
+    over many (pipeline names hold no ``/``)."""
+    return f"{name}/{one.pipeline.topic}" if isinstance(status, ManyStatus) else name
+
+
 def _rounded(value: float | None) -> float | None:
     return None if value is None else round(value, 1)
 
 
-def lag(rows: Sequence[tuple[str, PipelineStatus | str]],
+def lag(rows: Sequence[tuple[str, Status | str]],
         paces: dict[str, Pace]) -> dict[str, Any]:  # fmt: skip
-    """``paces``: per pipeline, its pace since the last refresh (--watch)."""
-    found = [lag_row(r, paces.get(name)) for name, r in rows if isinstance(r, PipelineStatus)]
+    """``paces``: per pipeline (``pace_key``: per topic of a pipeline over many), its pace
+    since the last refresh (--watch)."""
+    found = [lag_row(one, paces.get(pace_key(name, r, one)))
+             for name, r in rows if not isinstance(r, str) for one in objects(r)]  # fmt: skip
     errors = _errors(rows)
     return _doc("lag", ok=not errors, time_ms=int(time.time() * 1000), pipelines=found,
                 errors=errors)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class TopicReset:
+    """One topic of a reset: ``rows`` what was stored (or, on a dry run, would be);
+    ``bounds``: (log start, log end) per partition; ``held``: partitions a pull holds a lease
+    on; ``clamped``: partitions a shift stopped at an edge of the log."""
+
+    topic: str
+    rows: Sequence[ResetRow]
+    bounds: dict[int, tuple[int, int]]
+    held: set[int]
+    clamped: frozenset[int] = frozenset()
+
+    def partitions(self) -> list[dict[str, Any]]:
+        out = []
+        for r in self.rows:
+            start, end = self.bounds.get(r.partition, (None, None))
+            outside = start is not None and end is not None and not start <= r.after <= end
+            out.append({"partition": r.partition, "before": r.before, "after": r.after,
+                        "log_start": start, "log_end": end, "outside_log": outside,
+                        "clamped": r.partition in self.clamped,
+                        "held": r.partition in self.held})  # fmt: skip
+        return out
 
 
 def offsets_reset(
     config: PipelineConfig, target: Target, dry_run: bool, rows: Sequence[ResetRow],
     bounds: dict[int, tuple[int, int]], held: set[int], clamped: frozenset[int] = frozenset(),
 ) -> dict[str, Any]:  # fmt: skip
-    """``rows``: what was stored (or, on a dry run, would be); ``bounds``: (log start, log
-    end) per partition; ``held``: partitions a pull holds a lease on; ``clamped``: partitions
-    a shift stopped at an edge of the log."""
-    parts = []
-    for r in rows:
-        start, end = bounds.get(r.partition, (None, None))
-        outside = start is not None and end is not None and not start <= r.after <= end
-        parts.append({"partition": r.partition, "before": r.before, "after": r.after,
-                      "log_start": start, "log_end": end, "outside_log": outside,
-                      "clamped": r.partition in clamped, "held": r.partition in held})  # fmt: skip
+    """A pipeline of one topic (see ``TopicReset`` for the arguments)."""
+    parts = TopicReset(config.topic, rows, bounds, held, clamped).partitions()
     return _doc("offsets reset", ok=True, pipeline=config.name, cluster=config.cluster,
                 topic=config.topic, group=config.group, method=target.method,
                 target=target.text, time_ms=target.time_ms, dry_run=dry_run,
                 partitions=parts)  # fmt: skip
+
+
+def offsets_reset_many(
+    config: PipelineConfig, target: Target, dry_run: bool, topics: Sequence[TopicReset]
+) -> dict[str, Any]:
+    """A pipeline over many topics: each partition row names its ``topic`` first; ``topic``
+    is the one topic reset, or null when there were several."""
+    parts = [{"topic": t.topic, **row} for t in topics for row in t.partitions()]
+    one = topics[0].topic if len(topics) == 1 else None
+    return _doc("offsets reset", ok=True, pipeline=config.name, cluster=config.cluster,
+                topic=one, group=config.group, method=target.method, target=target.text,
+                time_ms=target.time_ms, dry_run=dry_run, partitions=parts)  # fmt: skip
 
 
 def produce(cluster: str, topic: str, result: Produced) -> dict[str, Any]:
@@ -170,7 +226,7 @@ def _letter(x: Letter) -> dict[str, Any]:
 def dlq_replay(config: PipelineConfig, result: Replay, dry_run: bool) -> dict[str, Any]:
     return _doc(
         "dlq replay", ok=True, pipeline=config.name, cluster=config.cluster,
-        topic=config.topic, dead_letter_topic=config.dead_letter_topic, dry_run=dry_run,
+        topic=config.topic or None, dead_letter_topic=config.dead_letter_topic, dry_run=dry_run,
         letters=[_letter(x) for x in result.letters],
         unreplayable=[_letter(x) for x in result.unreplayable],
         positions=[{"partition": p, "offset": o} for p, o in sorted(result.positions.items())],
@@ -181,6 +237,6 @@ def dlq_resume(config: PipelineConfig, cleared: Trip | None) -> dict[str, Any]:
     """``cleared``: the trip the resume cleared (None: the brake was not tripped)."""
     return _doc(
         "dlq resume", ok=True, pipeline=config.name, cluster=config.cluster,
-        topic=config.topic, group=config.group, resumed=cleared is not None,
+        topic=config.topic or None, group=config.group, resumed=cleared is not None,
         brake=None if cleared is None else cleared.as_dict(),
     )  # fmt: skip

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -21,11 +22,13 @@ from workers.cli.base import (
 )
 from workers.cli.params import INT16_MAX, INT32_MAX, Number
 from workers.cli.screen import Screen
+from workers.config.masking import clip
 from workers.ops.check import run_checks
 from workers.ops.context import Ops
 from workers.ops.fmt import age, brake_text
+from workers.ops.overview import ManyStatus, Status, statuses
 from workers.ops.pace import Pace, Sample, pace
-from workers.ops.status import PipelineStatus, statuses
+from workers.ops.status import PipelineStatus
 from workers.ops.topics import create_topics
 
 MARKS = {"ok": "ok", "warn": "WARN", "fail": "FAIL"}
@@ -131,18 +134,23 @@ def lag(state: State, pipelines: tuple[str, ...], watch: bool, interval: float,
 def _lag_once(ops: Ops, names: list[str], samples: dict[str, Sample], watch: bool,
               interval: float, as_json: bool, screen: Screen) -> bool:  # fmt: skip
     """One refresh; True when a pipeline could not be read. ``samples``: the last look at
-    each pipeline, replaced by this one."""
-    rows: list[tuple[str, PipelineStatus | str]] = [
+    each pipeline (and at each topic of a pipeline over many), replaced by this one."""
+    rows: list[tuple[str, Status | str]] = [
         (name, error_text(r) if isinstance(r, Exception) else r)
         for name, r in zip(names, statuses(ops, names), strict=True)
     ]
     now = time.monotonic()
     paces: dict[str, Pace] = {}
     for name, r in rows:
-        if isinstance(r, PipelineStatus) and watch:
-            sample = Sample.of(r, now)
-            paces[name] = pace(samples.get(name), sample)
-            samples[name] = sample
+        if isinstance(r, str) or not watch:
+            continue
+        looks = [(name, r)]
+        if isinstance(r, ManyStatus):
+            looks += [(documents.pace_key(name, r, one), one) for one in r.topics]
+        for key, look in looks:
+            sample = Sample.of(look, now)
+            paces[key] = pace(samples.get(key), sample)
+            samples[key] = sample
     failed = any(isinstance(r, str) for _, r in rows)
     if as_json:
         echo_json(documents.lag(rows, paces), compact=watch)
@@ -150,8 +158,14 @@ def _lag_once(ops: Ops, names: list[str], samples: dict[str, Sample], watch: boo
             if isinstance(r, str):
                 click.echo(f"error: {r}", err=True)
         return failed
-    lines = [f"error: {r}" if isinstance(r, str) else _lag_line(r, paces.get(name))
-             for name, r in rows]  # fmt: skip
+    lines: list[str] = []
+    for name, r in rows:
+        if isinstance(r, str):
+            lines.append(f"error: {r}")
+        elif isinstance(r, ManyStatus):
+            lines += _many_lines(name, r, paces)
+        else:
+            lines.append(_lag_line(r, paces.get(name)))
     if watch:
         head = time.strftime("%H:%M:%S") + f"  every {interval:g}s, Ctrl-C to stop"
         screen.draw([head, *lines])
@@ -162,21 +176,52 @@ def _lag_once(ops: Ops, names: list[str], samples: dict[str, Sample], watch: boo
 
 def _lag_line(row: PipelineStatus, paced: Pace | None) -> str:
     p = row.pipeline
+    return _line([p.name, f"{p.cluster}/{p.topic}"], row, paced, brake_text)
+
+
+def _many_lines(name: str, row: ManyStatus, paces: dict[str, Pace]) -> list[str]:
+    """A pipeline over many topics: its totals, then one indented line per topic."""
+    p = row.pipeline
+    n = len(row.topics)
+    where = [p.name, f"{p.cluster}/{p.source} ({n:,} topic{'' if n == 1 else 's'})"]
+    if row.missing:
+        where.append(f"missing {clip(', '.join(row.missing), 200)}")
+    if not row.topics:
+        what = "no listed topic exists" if p.topics else "no topic matches"
+        return ["  ".join([*where, f"{what} now"])]
+
+    def tripped(_: Any) -> str:
+        return f"{len(row.tripped):,} topic(s), see below"
+
+    out = [_line(where, row, paces.get(name), tripped)]
+    for t in row.topics:
+        paced = paces.get(documents.pace_key(name, row, t))
+        out.append("  " + _line([t.pipeline.topic], t, paced, brake_text))
+    return out
+
+
+def _line(where: list[str], row: Status, paced: Pace | None,
+          brake: Callable[[Any], str]) -> str:  # fmt: skip
+    """The line of ``workers lag``: ``where`` (what it reads), then the numbers of ``row``;
+    ``brake`` says a tripped dead-letter brake."""
+    p = row.pipeline
     rate = "" if paced is None else _pace_text(paced)
     last_ms = row.counters.get("last_ms", 0)
     last = age((row.now_ms - last_ms) / 1000) + " ago" if last_ms else "never"
     if not row.started:
-        return f"{p.name}  {p.cluster}/{p.topic}  not started (starts at {p.start})"
+        return "  ".join([*where, f"not started (starts at {p.start})"])
     flight = row.flight
     parts: list[Any] = [
-        p.name, f"{p.cluster}/{p.topic}", f"lag {row.lag or 0:,}", f"oldest {age(row.oldest_age)}",
+        *where, f"lag {row.lag or 0:,}", f"oldest {age(row.oldest_age)}",
         f"in flight {flight.batches:,} batches ({flight.records:,} records)",
         f"held {row.held}/{len(row.partitions)}", f"last pull {last}",
     ]  # fmt: skip
+    at = len(where)
     if flight.overdue:
-        parts.insert(5, f"OVERDUE {flight.overdue:,}")
-    if row.brake is not None:
-        parts.insert(2, f"STOPPED BY THE DEAD-LETTER BRAKE ({brake_text(row)})")
+        parts.insert(at + 3, f"OVERDUE {flight.overdue:,}")
+    stopped = row.brake is not None if isinstance(row, PipelineStatus) else bool(row.tripped)
+    if stopped:
+        parts.insert(at, f"STOPPED BY THE DEAD-LETTER BRAKE ({brake(row)})")
     counted = [(row.counters.get(name, 0), label) for name, label in DELIVERY]
     if any(n for n, _ in counted):
         parts.append(", ".join(f"{label} {n:,}" for n, label in counted if n))

@@ -23,7 +23,7 @@ from workers.cli.base import (
 )
 from workers.cli.params import INT32_MAX, Number, TopicName
 from workers.config.masking import shown
-from workers.ops.brake import brake_state, resume_brake
+from workers.ops.brake import resume_brake, tripped_brakes
 from workers.ops.dlq import Letter, read_letters, reason_counts, replay, replay_positions
 from workers.ops.fmt import table
 from workers.ops.produce import RECORDS_LISTED, default_cluster, lines_of, produce_lines
@@ -162,14 +162,29 @@ def dlq_replay(state: State, pipeline: str, limit: int | None, dry_run: bool, ye
     config = ops.pipeline(pipeline)
     preview = replay(ops, config, limit, dry_run=True)
     n = len(preview.letters)
-    click.echo(f"{n:,} letter(s) to replay to {config.cluster}/{config.topic}", err=as_json)
+    if config.multi:
+        where = f"the topics they came from ({config.cluster}/{config.source})"
+    else:
+        where = f"{config.cluster}/{config.topic}"
+    click.echo(f"{n:,} letter(s) to replay to {where}", err=as_json)
     if dry_run and n:
         rows = [[f"{x.partition}/{x.offset}", x.source, x.reason] for x in preview.letters]
         click.echo(table(["letter", "source", "reason"], rows), err=as_json)
-    if preview.unreplayable:
+    dropped = len(preview.unreplayable) - len(preview.elsewhere)
+    if dropped:
         click.echo(
-            f"{len(preview.unreplayable):,} letter(s) cannot be replayed: their value "
+            f"{dropped:,} letter(s) cannot be replayed: their value "
             "was too large to keep (the source offset is in each letter)",
+            err=True,
+        )
+    if preview.elsewhere:
+        names = sorted({shown(x.topic, 80) if x.topic else "none named"
+                        for x in preview.elsewhere})  # fmt: skip
+        more = f" and {len(names) - 5:,} more" if len(names) > 5 else ""
+        click.echo(
+            f"{len(preview.elsewhere):,} letter(s) cannot be replayed: the topic they came "
+            f"from is not one of the pipeline's topics now ({', '.join(names[:5])}{more}); "
+            "they are skipped",
             err=True,
         )
     if dry_run or not (n or preview.unreplayable):
@@ -197,19 +212,22 @@ def dlq_resume(state: State, pipeline: str, yes: bool, as_json: bool) -> None:
     --json the summary and the question go to stderr."""
     ops = state.ops()
     config = ops.pipeline(pipeline)
-    trip = brake_state(ops, config)
-    if trip is None:
+    trips = tripped_brakes(ops, config)
+    if not trips:
         click.echo(f"the dead-letter brake of {config.name} is not tripped; nothing to resume",
                    err=as_json)  # fmt: skip
         if as_json:
             echo_json(documents.dlq_resume(config, None))
         return
-    when = arrow.get(trip.tripped_ms / 1000).format("YYYY-MM-DD HH:mm:ss")
-    click.echo(f"pipeline {config.name}: the dead-letter brake tripped at {when} UTC: "
-               f"{trip.describe(Limits.of(config))}", err=as_json)  # fmt: skip
+    for topic, trip in trips:
+        when = arrow.get(trip.tripped_ms / 1000).format("YYYY-MM-DD HH:mm:ss")
+        of = f", topic {topic.topic}," if config.multi else ""
+        click.echo(f"pipeline {config.name}{of}: the dead-letter brake tripped at {when} UTC: "
+                   f"{trip.describe(Limits.of(config))}", err=as_json)  # fmt: skip
     if not yes:
         click.confirm(f"Resume pipeline {config.name}?", abort=True, err=as_json)
-    cleared = resume_brake(ops, config)
+    cleared = [c for c in (resume_brake(ops, topic) for topic, _ in trips) if c is not None]
     click.echo(f"resumed {config.name}: its pulls go on at their next run", err=as_json)
     if as_json:
-        echo_json(documents.dlq_resume(config, cleared))
+        earliest = min(cleared, key=lambda c: c.tripped_ms) if cleared else None
+        echo_json(documents.dlq_resume(config, earliest))

@@ -13,13 +13,20 @@ from workers.cli import documents
 from workers.cli.base import State, echo_json, json_option, pass_state
 from workers.cli.offsets import offsets
 from workers.cli.params import INT32_MAX, DateTime, Duration, Number, ResetTarget
+from workers.cli.reset_work import (
+    Work,
+    held_partitions,
+    plan_work,
+    reset_table,
+    spans,
+    targets,
+    topic_names,
+    topics_to_reset,
+)
 from workers.config import PipelineConfig
 from workers.config.masking import clip
-from workers.ops.context import Ops
-from workers.ops.fmt import table
-from workers.ops.resetplan import PlanError, export_plan, parse_plan, read_plan_text
-from workers.ops.resets import OPTIONS, Method, Plan, Target, apply_reset, plan_reset, to_target
-from workers.ops.timespec import before_now, parse_datetime, parse_duration
+from workers.ops.resetplan import PlanError, export_plan, read_plan_text
+from workers.ops.resets import OPTIONS, Method, Plan, Target, apply_reset
 from workers.pulling.kafka_copy import copy_reset
 from workers.pulling.positions import ResetRow
 from workers.state.offsets import MAX_OFFSET
@@ -47,7 +54,11 @@ TARGETS = ", ".join(OPTIONS.values())
                    "kafka-consumer-groups write them (- reads stdin). Every line is checked "
                    "first: a bad one applies nothing.")  # fmt: skip
 @click.option("--partition", "partitions", type=Number(int, 0, INT32_MAX), multiple=True,
-              help="Reset only this partition (repeatable). Default: all.")  # fmt: skip
+              help="Reset only this partition (repeatable). Default: all. A pipeline over "
+                   "many topics needs --topic with it.")  # fmt: skip
+@click.option("--topic", metavar="NAME",
+              help="Reset only this topic of a pipeline over many topics (one it reads now). "
+                   "Default: every topic it reads now.")  # fmt: skip
 @click.option("--dry-run", is_flag=True, help="Show before/after and change nothing.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--export", is_flag=True,
@@ -58,8 +69,8 @@ TARGETS = ", ".join(OPTIONS.values())
 @pass_state
 def reset(state: State, pipeline: str, to: str | None, shift_by: int | None,
           to_datetime: str | None, by_duration: str | None, plan_path: str | None,
-          partitions: tuple[int, ...], dry_run: bool, yes: bool, export: bool,
-          as_json: bool) -> None:  # fmt: skip
+          partitions: tuple[int, ...], topic: str | None, dry_run: bool, yes: bool,
+          export: bool, as_json: bool) -> None:  # fmt: skip
     """Move PIPELINE's stored offsets to one target (see the options). A pull that read before
     the reset cannot write over it; running consumers continue from the new offsets at their
     next cycle. With --json or --export the preview and the question go to stderr."""
@@ -69,54 +80,89 @@ def reset(state: State, pipeline: str, to: str | None, shift_by: int | None,
     ]  # fmt: skip
     given = {method: str(value) for method, value in options if value is not None}
     _check_options(given, partitions, dry_run, yes, export, as_json)
+    if topic is not None and "from_file" in given:
+        raise click.UsageError(
+            "--from-file and --topic cannot be used together (the plan names its topics)"
+        )
     [(method, text)] = given.items()
     now = arrow.utcnow()  # one time for the preview and the reset
     plan_text = _read_plan(text) if method == "from_file" else ""
     ops = state.ops()
     config = ops.pipeline(pipeline)
-    known = ops.partitions(config.cluster, config.topic)
-    unknown = sorted(set(partitions) - set(known))
-    if unknown:
-        raise click.BadParameter(
-            f"no partition {clip(', '.join(map(str, unknown)), 80)} in {config.topic!r} "
-            f"(it has {_spans(known)})",
-            param_hint="--partition",
+    if config.multi and partitions and topic is None:
+        raise click.UsageError(
+            f"--partition needs --topic: pipeline {pipeline} reads {config.source}"
         )
-    target = _target(method, text, now, plan_text, config.topic, config.group, known)
-    chosen = sorted(set(partitions)) or known
-    preview = _plan(ops, pipeline, target, chosen)
+    chosen_topics = topics_to_reset(ops, config, topic)
+    known = {c.topic: ops.partitions(c.cluster, c.topic) for c in chosen_topics}
+    if partitions:  # one topic: the pipeline's, or --topic's
+        [(name, parts)] = known.items()
+        unknown = sorted(set(partitions) - set(parts))
+        if unknown:
+            raise click.BadParameter(
+                f"no partition {clip(', '.join(map(str, unknown)), 80)} in {name!r} "
+                f"(it has {spans(parts)})",
+                param_hint="--partition",
+            )
+    aims = targets(method, text, now, plan_text, config, known)
+    work = [Work(c, aims[c.topic], sorted(set(partitions)) or known[c.topic])
+            for c in chosen_topics if c.topic in aims]  # fmt: skip
+    target = work[0].target  # the same for every topic, but a plan's offsets
+    previews = [plan_work(ops, w) for w in work]
     quiet = as_json or export
+    many = config.multi
 
     def say(line: str) -> None:  # with --json or --export, stdout holds the document only
         click.echo(line, err=quiet)
 
-    say(f"pipeline {pipeline}: {config.cluster}/{config.topic}, group {config.group}")
-    say(_rows(preview.rows, preview))
-    outside = preview.outside()
-    if outside:
-        where = ", ".join(f"{p}: {preview.bounds[p][0]}..{preview.bounds[p][1]}" for p in outside)
-        say(f"partitions {outside}: the new offset is outside the log ({where}); "
-            f"the pipeline's out_of_range policy ({config.out_of_range}) will move it")  # fmt: skip
-    space = ops.space(config)
-    held = set(ops.leases(config).holders(space, [r.partition for r in preview.rows]))
+    where = config.source if many else config.topic
+    count = f"; {len(work):,} topic(s)" if many else ""
+    say(f"pipeline {pipeline}: {config.cluster}/{where}, group {config.group}{count}")
+    say(reset_table(work, previews, many))
+    for w, preview in zip(work, previews, strict=True):
+        outside = preview.outside()
+        if outside:
+            bounds = ", ".join(f"{p}: {preview.bounds[p][0]}..{preview.bounds[p][1]}"
+                               for p in outside)  # fmt: skip
+            of = f" of {w.config.topic}" if many else ""
+            policy = config.out_of_range
+            say(f"partitions {outside}{of}: the new offset is outside the log ({bounds}); "
+                f"the pipeline's out_of_range policy ({policy}) will move it")  # fmt: skip
+    helds = [held_partitions(ops, w, preview) for w, preview in zip(work, previews, strict=True)]
+    rows = sum(len(p.rows) for p in previews)
     if dry_run:
         say("dry run: nothing changed")
-        _emit(config, target, True, preview.rows, preview, held, export, as_json)
+        _emit(config, target, True, work, previews, [p.rows for p in previews], helds, export,
+              as_json)  # fmt: skip
         return
+    held = sum(len(h) for h in helds)
     if held:
-        say(f"{len(held)} of these partitions are being read now; the reset wins "
+        say(f"{held} of these partitions are being read now; the reset wins "
             "(their holders' next commit is refused and they read from here)")  # fmt: skip
     if not yes:
-        click.confirm(f"Reset {len(preview.rows)} partition(s) {target.phrase()}?", abort=True,
+        of = f" of {len(work):,} topic(s)" if many else ""
+        click.confirm(f"Reset {rows} partition(s){of} {target.phrase()}?", abort=True,
                       err=quiet)  # fmt: skip
-    plan = _plan(ops, pipeline, target, chosen)
-    done = apply_reset(ops.store(), space, plan, target)
-    if plan.offsets != preview.offsets:
+    plans, done = [], []
+    for w in work:
+        plans.append(plan_work(ops, w))
+        done.append(apply_reset(ops.store(), ops.space(w.config), plans[-1], w.target))
+    moved = [i for i, (a, b) in enumerate(zip(plans, previews, strict=True))
+             if a.offsets != b.offsets]  # fmt: skip
+    if moved:
         say("the targets moved while you confirmed (new records or commits); stored:")
-        say(_rows(done, plan))
-    say(copy_reset(ops.connections, config, space, {r.partition: r.after for r in done}))
-    say(f"reset {len(done)} partition(s)")
-    _emit(config, target, False, done, plan, held, export, as_json)
+        say(reset_table([work[i] for i in moved], [plans[i] for i in moved], many,
+                   [done[i] for i in moved]))  # fmt: skip
+    copied: dict[str, list[str]] = {}
+    for w, rows_done in zip(work, done, strict=True):
+        offsets = {r.partition: r.after for r in rows_done}
+        line = copy_reset(ops.connections, w.config, ops.space(w.config), offsets)
+        copied.setdefault(line, []).append(w.config.topic)
+    for line, names in copied.items():
+        say(line if not many or len(copied) == 1 else f"{topic_names(names)}: {line}")
+    say(f"reset {sum(len(d) for d in done)} partition(s)" + (f" of {len(work):,} topic(s)"
+                                                            if many else ""))  # fmt: skip
+    _emit(config, target, False, work, plans, done, helds, export, as_json)
 
 
 def _check_options(given: dict[Method, str], partitions: tuple[int, ...], dry_run: bool,
@@ -156,66 +202,20 @@ def _read_plan(path: str) -> str:
         ) from None
 
 
-def _target(method: Method, text: str, now: arrow.Arrow, plan_text: str, topic: str,
-            group: str, known: list[int]) -> Target:  # fmt: skip
-    """The target of ``method``; the times fixed at ``now``. Values were checked by their
-    option types; a plan's lines are checked here, against the topic's partitions."""
-    try:
-        if method == "to":
-            return to_target(text, now)
-        if method == "shift_by":
-            return Target(method, text, shift=int(text))
-        if method == "to_datetime":
-            return Target(method, text, when=parse_datetime(text))
-        if method == "by_duration":
-            return Target(method, text, when=before_now(parse_duration(text), text, now))
-        where = "stdin" if text == "-" else clip(text, 100)
-        return Target(method, text, offsets=parse_plan(plan_text, where, topic, group, known))
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint=OPTIONS[method]) from None
-
-
-def _plan(ops: Ops, pipeline: str, target: Target, chosen: list[int]) -> Plan:
-    config = ops.pipeline(pipeline)
-    consumer = ops.connections.consumer(config.cluster)
-    try:
-        return plan_reset(ops.store(), consumer, ops.space(config), target, chosen)
-    except ValueError as exc:  # a --to offset beyond what is kept
-        raise click.BadParameter(str(exc), param_hint=OPTIONS[target.method]) from None
-
-
-def _emit(config: PipelineConfig, target: Target, dry_run: bool, rows: list[ResetRow], plan: Plan,
-          held: set[int], export: bool, as_json: bool) -> None:  # fmt: skip
-    """The document of --json, or the CSV of --export, on stdout."""
-    if as_json:
-        echo_json(documents.offsets_reset(config, target, dry_run, rows, plan.bounds, held,
+def _emit(config: PipelineConfig, target: Target, dry_run: bool, work: list[Work],
+          plans: list[Plan], rows: list[list[ResetRow]], helds: list[set[int]], export: bool,
+          as_json: bool) -> None:  # fmt: skip
+    """The document of --json, or the CSV of --export, on stdout: per topic, ``rows`` what
+    was stored (or would be), ``plans`` the log edges and the clamped partitions."""
+    if as_json and not config.multi:
+        [plan], [done], [held] = plans, rows, helds
+        echo_json(documents.offsets_reset(config, target, dry_run, done, plan.bounds, held,
                                           plan.clamped))  # fmt: skip
+    elif as_json:
+        sections = [documents.TopicReset(w.config.topic, r, p.bounds, h, p.clamped)
+                    for w, p, r, h in zip(work, plans, rows, helds, strict=True)]  # fmt: skip
+        echo_json(documents.offsets_reset_many(config, target, dry_run, sections))
     elif export:
-        click.echo(export_plan(config.topic, [(r.partition, r.after) for r in rows]), nl=False)
-
-
-def _spans(partitions: list[int]) -> str:
-    """``0-5, 8``: partition numbers as ranges, so a topic with many stays one short line."""
-    spans: list[list[int]] = []
-    for p in partitions:
-        if spans and p == spans[-1][1] + 1:
-            spans[-1][1] = p
-        else:
-            spans.append([p, p])
-    return clip(", ".join(f"{a}-{b}" if b > a else f"{a}" for a, b in spans), 120)
-
-
-def _rows(rows: list[ResetRow], plan: Plan) -> str:
-    out = []
-    for r in rows:
-        if r.before is None:
-            change = "first position"
-        elif r.after >= r.before:
-            change = f"skips {r.after - r.before:,}" if r.after > r.before else "unchanged"
-        else:
-            change = f"re-reads {r.before - r.after:,}"
-        if r.partition in plan.clamped:
-            start, end = plan.bounds[r.partition]
-            change += f" (stopped at the log {'start' if r.after == start else 'end'})"
-        out.append([r.partition, r.before, r.after, change])
-    return table(["partition", "before", "after", "change"], out)
+        text = "".join(export_plan(w.config.topic, [(r.partition, r.after) for r in done])
+                       for w, done in zip(work, rows, strict=True))  # fmt: skip
+        click.echo(text, nl=False)

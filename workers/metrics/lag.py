@@ -1,6 +1,8 @@
-"""The lag exporter's collector: per pipeline and partition the committed offset, the log end
-and the lag in records and in seconds; the first stage's queue backlog; and whether the
-pipeline could be read. Read at scrape time, within a bounded wait (see ``LagCollector``)."""
+"""The lag exporter's collector: per pipeline, topic and partition the committed offset, the
+log end and the lag in records and in seconds; the first stage's queue backlog; and whether the
+pipeline could be read. Read at scrape time, within a bounded wait (see ``LagCollector``).
+A pipeline over many topics is read over the topics it reads at that time: the series of a
+topic it no longer reads (deleted, or no longer matching) are gone from the next reading."""
 
 from __future__ import annotations
 
@@ -18,13 +20,8 @@ from workers.config.masking import clip
 from workers.exceptions import RecoverableError, WorkersError
 from workers.metrics.catalog import BY_NAME, METRICS
 from workers.metrics.probe import Probe
-from workers.ops.status import (
-    PartitionStatus,
-    PipelineStatus,
-    Timestamps,
-    first_timestamps,
-    pipeline_status,
-)
+from workers.ops.overview import ManyStatus, Status, per_topic, pipeline_status
+from workers.ops.status import PartitionStatus, Timestamps, first_timestamps
 from workers.pulling.handoff import CeleryDispatcher
 
 if TYPE_CHECKING:
@@ -34,9 +31,9 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-# How the collector reads a pipeline: its status (``workers.ops.status.pipeline_status``, with
+# How the collector reads a pipeline: its status (``workers.ops.overview.pipeline_status``, with
 # the given reader of record timestamps), and its first stage's queue and backlog.
-StatusReader = Callable[[str, Timestamps], PipelineStatus]
+StatusReader = Callable[[str, Timestamps], Status]
 BacklogReader = Callable[[str], tuple[str, int]]
 
 EXPORTED = tuple(m for m in METRICS if m.source == "exporter")
@@ -59,19 +56,33 @@ def _put(found: dict[str, GaugeMetricFamily], name: str, labels: dict[str, str],
 class TimestampCache:
     """``first_timestamps`` with a memory: a record never changes, so the timestamp at a
     (partition, offset) is read once and reused while that offset stays the oldest unread.
-    Holds only the offsets of the last call, one per partition."""
+    Holds, per topic, only the offsets of the last call for that topic, one per partition;
+    ``keep`` forgets the topics no longer read."""
 
     def __init__(self, read: Timestamps = first_timestamps) -> None:
         self._read = read
-        self._known: dict[tuple[int, int], int] = {}
+        self._known: dict[str, dict[tuple[int, int], int]] = {}
 
     def __call__(self, consumer: Any, topic: str, offsets: dict[int, int]) -> dict[int, int]:
-        found = {p: self._known[(p, o)] for p, o in offsets.items() if (p, o) in self._known}
+        known = self._known.get(topic, {})
+        found = {p: known[(p, o)] for p, o in offsets.items() if (p, o) in known}
         missing = {p: o for p, o in offsets.items() if p not in found}
         if missing:
             found.update(self._read(consumer, topic, missing))
-        self._known = {(p, offsets[p]): ts for p, ts in found.items()}
+        self._known[topic] = {(p, offsets[p]): ts for p, ts in found.items()}
         return found
+
+    def keep(self, topics: set[str]) -> None:
+        """Forget what was read of every topic but ``topics``."""
+        for topic in set(self._known) - topics:
+            del self._known[topic]
+
+
+def _read(status: StatusReader, name: str, times: TimestampCache) -> Status:
+    """One reading of pipeline ``name``; ``times`` forgets the topics it no longer reads."""
+    found = status(name, times)
+    times.keep({one.pipeline.topic for one in per_topic(found)})
+    return found
 
 
 def lag_seconds(row: PartitionStatus, now_ms: int) -> float | None:
@@ -106,7 +117,7 @@ class LagCollector(Collector):
                  clock: Callable[[], float] = time.monotonic) -> None:  # fmt: skip
         self.names = list(dict.fromkeys(names))
         self.min_interval, self.scrape_timeout = min_interval, scrape_timeout
-        self._status = {n: Probe(f"lag {n}", partial(status, n, TimestampCache()), clock)
+        self._status = {n: Probe(f"lag {n}", partial(_read, status, n, TimestampCache()), clock)
                         for n in self.names}  # fmt: skip
         self._backlog = {n: Probe(f"backlog {n}", partial(backlog, n), clock) for n in self.names}
         self._readable: dict[tuple[str, str], bool] = {}
@@ -118,7 +129,7 @@ class LagCollector(Collector):
         puller's own backlog measure (``CeleryDispatcher.backlog``)."""
         dispatchers: dict[str, CeleryDispatcher] = {}
 
-        def status(name: str, times: Timestamps) -> PipelineStatus:
+        def status(name: str, times: Timestamps) -> Status:
             return pipeline_status(ops, name, timestamps=times)
 
         def backlog(name: str) -> tuple[str, int]:
@@ -153,17 +164,18 @@ class LagCollector(Collector):
         _put(found, "workers_pipeline_up", {"pipeline": name}, 0 if status is None else 1)
         if status is None:
             return
-        for row in status.partitions:
-            labels = {"pipeline": name, "topic": status.pipeline.topic,
-                      "partition": str(row.partition)}  # fmt: skip
-            _put(found, "workers_log_end_offset", labels, row.log_end)
-            if row.stored is not None:
-                _put(found, "workers_committed_offset", labels, row.stored)
-            if row.lag is not None:
-                _put(found, "workers_lag_records", labels, row.lag)
-            seconds = lag_seconds(row, status.now_ms)
-            if seconds is not None:
-                _put(found, "workers_lag_seconds", labels, seconds)
+        for one in per_topic(status):
+            for row in one.partitions:
+                labels = {"pipeline": name, "topic": one.pipeline.topic,
+                          "partition": str(row.partition)}  # fmt: skip
+                _put(found, "workers_log_end_offset", labels, row.log_end)
+                if row.stored is not None:
+                    _put(found, "workers_committed_offset", labels, row.stored)
+                if row.lag is not None:
+                    _put(found, "workers_lag_records", labels, row.lag)
+                seconds = lag_seconds(row, one.now_ms)
+                if seconds is not None:
+                    _put(found, "workers_lag_seconds", labels, seconds)
         backlog = self._value(self._backlog[name], "backlog", name)
         if backlog is not None:
             queue, count = backlog
@@ -193,7 +205,9 @@ class LagCollector(Collector):
             logger.warning("pipeline %s: cannot read %s%s: %s", name, subject, down, reason)
         elif what == "lag":
             again = " again" if was is False else ""
-            where = f"{value.pipeline.cluster}/{value.pipeline.topic}"
+            where = f"{value.pipeline.cluster}/{value.pipeline.source}"
+            if isinstance(value, ManyStatus):
+                where += f" ({len(value.topics)} now)"
             logger.info("pipeline %s: lag read%s: %d partitions of %s", name, again,
                         len(value.partitions), where)  # fmt: skip
         elif was is False:

@@ -13,37 +13,25 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
 import redis
+from redis.exceptions import RedisClusterException
 
 from workers.config import mask_options, mask_url
 from workers.config.masking import clip, mask_text, secrets_in
 from workers.exceptions import ConfigError, RecoverableError
+from workers.ops.check_topics import Finding as Finding  # re-exported: the findings type
+from workers.ops.check_topics import cluster_topics, kafka_copy
 from workers.ops.context import Ops
-from workers.ops.kafka_drift import check_pipeline
 from workers.ops.kafka_probe import ClusterUnusable, list_topics
+from workers.ops.redis_probe import describe
 from workers.ops.topics import NeededTopic, needed_topics
 
 # A probe's own client timeouts equal the deadline; this lets their errors (more precise
 # than "no answer") arrive first.
 MARGIN = 1.0
-
-
-@dataclass(frozen=True, slots=True)
-class Finding:
-    """``level`` is ``ok``, ``warn`` or ``fail``; ``hint`` names a troubleshooting entry."""
-
-    what: str
-    level: str
-    detail: str
-    hint: str = ""
-
-    @property
-    def failed(self) -> bool:
-        return self.level == "fail"
 
 
 class _Probe:
@@ -127,16 +115,16 @@ def _services(ops: Ops, app: Any, timeout: float) -> tuple[list[Finding], set[st
 
 
 def _redis(ops: Ops, what: str, timeout: float) -> Finding:
-    try:
-        info = ops.redis().info("server")
+    try:  # a Sentinel's master and a cluster say more (workers.ops.redis_probe)
+        level, detail = describe(ops.redis(), ops.settings.redis.wait_replicas)
     except redis.AuthenticationError as exc:
         return Finding(what, "fail", f"authentication failed: {_reason(exc)}", "redis")
     except redis.TimeoutError as exc:
         reason = f"no answer within {timeout:g} s: {_reason(exc)}"
         return Finding(what, "fail", reason, "redis")
-    except (redis.RedisError, RecoverableError, OSError) as exc:
+    except (redis.RedisError, RedisClusterException, RecoverableError, OSError) as exc:
         return Finding(what, "fail", f"unreachable: {_reason(exc)}", "redis")
-    return Finding(what, "ok", f"Redis {clip(str(info.get('redis_version', '?')), 40)}")
+    return Finding(what, level, detail, "" if level == "ok" else "redis")
 
 
 def _broker_url(app: Any) -> str:
@@ -195,7 +183,7 @@ def _topics_and_pipelines(ops: Ops, reachable: set[str], timeout: float) -> list
     """The needed topics, and pipelines with more consumers than partitions; per reachable
     cluster, probed at once."""
     needed = needed_topics(ops.settings)
-    probes = {c: _Probe(partial(_cluster_topics, ops, c, needed)) for c in sorted(reachable)}
+    probes = {c: _Probe(partial(cluster_topics, ops, c, needed)) for c in sorted(reachable)}
     deadline = time.monotonic() + timeout + MARGIN
     found: dict[str, Finding] = {}
     for cluster, probe in probes.items():
@@ -211,7 +199,11 @@ def _topics_and_pipelines(ops: Ops, reachable: set[str], timeout: float) -> list
         what = f"topic {n.cluster}/{n.topic}"
         unchecked = Finding(what, "warn", f"not checked: cluster unreachable ({n.why})")
         out.append(found.pop(what, unchecked))
-    return out + sorted(found.values(), key=lambda f: f.what)  # the pipelines' warnings
+    for name, p in sorted(ops.settings.pipelines.items()):
+        what = f"pipeline {name}"
+        if p.multi and what not in found:  # its cluster did not answer
+            found[what] = Finding(what, "warn", f"not checked: cluster unreachable ({p.source})")
+    return out + sorted(found.values(), key=lambda f: f.what)  # the pipelines' findings
 
 
 def _late(needed: list[NeededTopic], cluster: str, detail: str) -> list[Finding]:
@@ -222,35 +214,11 @@ def _late(needed: list[NeededTopic], cluster: str, detail: str) -> list[Finding]
     ]
 
 
-def _cluster_topics(ops: Ops, cluster: str, needed: list[NeededTopic]) -> list[Finding]:
-    consumer = ops.connections.consumer(cluster)
-    out: list[Finding] = []
-    counts: dict[str, int] = {}
-    for n in needed:
-        if n.cluster != cluster:
-            continue
-        what = f"topic {n.cluster}/{n.topic}"
-        found = consumer.partitions_for_topic(n.topic)
-        counts[n.topic] = len(found or ())
-        if not found:
-            detail = f"missing ({n.why}); create it with `workers topics create`"
-            out.append(Finding(what, "fail", detail, "topic missing"))
-        else:
-            out.append(Finding(what, "ok", f"{len(found)} partitions ({n.why})"))
-    # Settings that load but cannot work as meant: more consumers than partitions.
-    for name, p in sorted(ops.settings.pipelines.items()):
-        partitions = counts.get(p.topic, 0)
-        if p.cluster == cluster and p.mode == "long_lived" and 0 < partitions < p.concurrency:
-            detail = f"concurrency {p.concurrency} > {partitions} partitions: consumers will idle"
-            out.append(Finding(f"pipeline {name}", "warn", detail))
-    return out
-
-
 def _kafka_copies(ops: Ops, reachable: set[str], timeout: float) -> list[Finding]:
     """Each pipeline's offsets in Redis against Kafka's copy (``kafka_drift``), probed at once;
     one that does not answer in time is a warning, never a failure of the other checks."""
     names = [n for n, p in sorted(ops.settings.pipelines.items()) if p.cluster in reachable]
-    probes = {name: _Probe(partial(_kafka_copy, ops, name)) for name in names}
+    probes = {name: _Probe(partial(kafka_copy, ops, name)) for name in names}
     deadline = time.monotonic() + timeout + MARGIN
     out: list[Finding] = []
     for name, probe in probes.items():
@@ -261,15 +229,6 @@ def _kafka_copies(ops: Ops, reachable: set[str], timeout: float) -> list[Finding
 
         out += probe.wait(deadline, failed)
     return out
-
-
-def _kafka_copy(ops: Ops, name: str) -> list[Finding]:
-    pipeline = ops.pipeline(name)
-    found = ops.connections.consumer(pipeline.cluster).partitions_for_topic(pipeline.topic)
-    if not found:  # the topic's own check says it is missing
-        return []
-    level, detail = check_pipeline(ops, name, sorted(found))
-    return [Finding(f"kafka copy {name}", level, detail, "" if level == "ok" else "kafka copy")]
 
 
 def _scrubbed(f: Finding, secrets: set[str]) -> Finding:

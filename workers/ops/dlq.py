@@ -1,5 +1,7 @@
 """Dead letters of a pipeline: read them with their reasons, and replay them into the
-pipeline's topic once the cause is fixed.
+pipeline's topic once the cause is fixed. A pipeline over many topics replays each letter into
+the topic it came from (its ``workers.topic`` header), if that is one of the pipeline's topics
+at the time of the replay; other letters are skipped like those whose value was too large.
 
 The replay position (per dead-letter partition) lives in Redis next to the pipeline's own
 offsets, written fenced under leases on the dead-letter topic: two replays at once cannot
@@ -12,13 +14,14 @@ from __future__ import annotations
 import collections
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from kafka.errors import KafkaError
 
 from workers.config import PipelineConfig
 from workers.ops.context import Ops, OpsError
+from workers.ops.pipeline_topics import topics_now
 from workers.pulling.positions import edges, seek
 from workers.state.keys import Space
 from workers.state.offsets import Checkpoint
@@ -35,6 +38,14 @@ class Letter:
     value: bytes | None
     headers: tuple[tuple[str, bytes], ...]
     dropped: int | None  # bytes of a value too large to keep, else None
+
+    @property
+    def topic(self) -> str | None:
+        """The topic of the refused record (the ``workers.topic`` header); None: not given."""
+        for k, v in self.headers:
+            if k == "workers.topic":
+                return v.decode("utf-8", "replace")
+        return None
 
     def as_dict(self, replayed: bool) -> dict[str, Any]:
         value = None if self.value is None else self.value.decode("utf-8", "replace")
@@ -108,8 +119,11 @@ def read_letters(
 @dataclass(frozen=True, slots=True)
 class Replay:
     letters: list[Letter]  # replayed (or, in a dry run, to be replayed)
-    unreplayable: list[Letter]  # values dropped as too large: nothing to send
+    unreplayable: list[Letter]  # values dropped as too large, or ``elsewhere``: skipped
     positions: dict[int, int]  # replay position per dead-letter partition afterwards
+    # Of ``unreplayable``: letters of a pipeline over many topics whose topic is not one of
+    # its topics now (or not named): nowhere to send them.
+    elsewhere: list[Letter] = field(default_factory=list)
 
 
 def replay_positions(ops: Ops, pipeline: PipelineConfig) -> dict[int, int]:
@@ -131,11 +145,16 @@ def replay(ops: Ops, pipeline: PipelineConfig, limit: int | None, dry_run: bool)
         read = ops.store().read(space, parts)
         start = {p: pos.offset for p, pos in read.items() if pos.offset is not None}
         letters = read_letters(ops, pipeline, start, limit)
-        good = [x for x in letters if x.dropped is None and x.value is not None]
-        bad = [x for x in letters if x not in good]
+        sendable = [x for x in letters if x.dropped is None and x.value is not None]
+        topics = set(topics_now(ops, pipeline)) if pipeline.multi and sendable else set()
+        elsewhere = [x for x in sendable if pipeline.multi and x.topic not in topics]
+        skipped = {id(x) for x in elsewhere}
+        good = [x for x in sendable if id(x) not in skipped]
+        sent = {id(x) for x in good}
+        bad = [x for x in letters if id(x) not in sent]
         after = {**start, **{x.partition: x.offset + 1 for x in letters}}
         if dry_run or not letters:
-            return Replay(good, bad, start)
+            return Replay(good, bad, start, elsewhere)
         _send(ops, pipeline, good)
         epochs = {lease.partition: lease.epoch for lease in grant.leases}
         checkpoints = [Checkpoint(p, off, epochs[p], read[p].generation)
@@ -145,19 +164,23 @@ def replay(ops: Ops, pipeline: PipelineConfig, limit: int | None, dry_run: bool)
         if lost:
             raise OpsError(f"letters sent, but the replay position of partitions {lost} was "
                            "not written (lease lost); a new replay sends them again")  # fmt: skip
-        return Replay(good, bad, after)
+        return Replay(good, bad, after, elsewhere)
     finally:
         leases.release(space, grant.leases)
 
 
 def _send(ops: Ops, pipeline: PipelineConfig, letters: list[Letter]) -> None:
+    """Each letter to the pipeline's topic, or (a pipeline over many) to the one it came
+    from, which ``replay`` checked."""
     producer = ops.connections.producer(pipeline.cluster)
     futures = []
     for x in letters:
         headers = [(k, v) for k, v in x.headers if not k.startswith("workers.")]
         headers.append(("workers.replayed_from", f"{pipeline.dead_letter_topic}/"
                                                  f"{x.partition}/{x.offset}".encode()))  # fmt: skip
-        futures.append(producer.send(pipeline.topic, value=x.value, key=x.key, headers=headers))
+        topic = x.topic if pipeline.multi else pipeline.topic
+        assert topic is not None  # replay() keeps only letters of the pipeline's topics
+        futures.append(producer.send(topic, value=x.value, key=x.key, headers=headers))
     producer.flush(timeout=60)
     for future in futures:
         try:

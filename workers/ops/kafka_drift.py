@@ -116,7 +116,12 @@ _SAYS = {
 def check_pipeline(ops: Ops, name: str, partitions: Sequence[int]) -> tuple[str, str]:
     """``(level, detail)`` of the ``workers check`` finding on one pipeline's Kafka copy:
     ``warn`` for stale, ahead or foreign partitions, or when Kafka or Redis cannot be read."""
-    pipeline = ops.pipeline(name)
+    return check_topic(ops, ops.pipeline(name), partitions)
+
+
+def check_topic(ops: Ops, pipeline: PipelineConfig, partitions: Sequence[int]) -> tuple[str, str]:
+    """``check_pipeline`` of ``pipeline.topic`` (of a pipeline of one topic, or of one
+    narrowed to a topic: ``workers.ops.pipeline_topics.narrowed``)."""
     interval = pipeline.kafka_commit_seconds
     if interval is None:
         return "ok", "off (kafka_commit_seconds is None): offsets are in Redis only"

@@ -4,24 +4,34 @@ how fast the lag changes, and when it will have caught up at that pace."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from workers.ops.fmt import age
-from workers.ops.status import PipelineStatus
+from workers.ops.overview import ManyStatus, Status, per_topic
 
 
 @dataclass(frozen=True, slots=True)
 class Sample:
     """One look at a pipeline: when (monotonic seconds), and per partition with a committed
-    offset that offset and the lag behind the log end."""
+    offset that offset and the lag behind the log end. Partitions are numbers, or (topic,
+    number) for a pipeline over many topics."""
 
     seconds: float
-    committed: dict[int, int] = field(default_factory=dict)
-    lags: dict[int, int] = field(default_factory=dict)
+    committed: dict[Any, int] = field(default_factory=dict)
+    lags: dict[Any, int] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, status: PipelineStatus, seconds: float) -> Sample:
-        committed = {p.partition: p.stored for p in status.partitions if p.stored is not None}
-        lags = {p.partition: p.lag for p in status.partitions if p.lag is not None}
+    def of(cls, status: Status, seconds: float) -> Sample:
+        rows = per_topic(status)
+        many = isinstance(status, ManyStatus)
+
+        def key(topic: str, partition: int) -> Any:
+            return (topic, partition) if many else partition
+
+        committed = {key(t.pipeline.topic, p.partition): p.stored
+                     for t in rows for p in t.partitions if p.stored is not None}  # fmt: skip
+        lags = {key(t.pipeline.topic, p.partition): p.lag
+                for t in rows for p in t.partitions if p.lag is not None}  # fmt: skip
         return cls(seconds, committed, lags)
 
     @property

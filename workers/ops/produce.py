@@ -12,6 +12,7 @@ from kafka.errors import KafkaError
 from workers.config import Settings
 from workers.config.masking import clip
 from workers.ops.context import Ops, OpsError
+from workers.pulling.topics import matching
 
 # Sends in flight before the producer is flushed and their results checked (bounds memory).
 WINDOW = 5000
@@ -66,8 +67,10 @@ class Produced:
 
 
 def default_cluster(settings: Settings, topic: str) -> str:
-    """The cluster of the pipeline that reads ``topic``, or the only configured cluster."""
-    readers = {p.cluster for p in settings.pipelines.values() if p.topic == topic}
+    """The cluster of the pipeline that reads ``topic`` (as its topic, a listed one or one
+    matching its pattern), or the only configured cluster."""
+    readers = {p.cluster for p in settings.pipelines.values()
+               if p.topic == topic or (p.multi and matching(p, [topic], ()))}  # fmt: skip
     if len(readers) == 1:
         return readers.pop()
     if len(settings.clusters) == 1:

@@ -1,11 +1,12 @@
 """Where each partition of a pipeline stands: committed offset, log edges, lag, oldest unread
 record, batches in flight, lease holder, the dead-letter brake; and the one-line view per
-pipeline of ``workers lag``."""
+pipeline of ``workers lag``; of one topic (``topic_status``). A pipeline over many topics has
+one such status per topic it reads now (``workers.ops.overview``)."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -153,18 +154,15 @@ class PipelineStatus:
 Timestamps = Callable[[Any, str, dict[int, int]], dict[int, int]]
 
 
-def pipeline_status(
+def topic_status(
     ops: Ops,
-    name: str,
+    pipeline: PipelineConfig,
     ages: bool = True,
     timestamps: Timestamps | None = None,
     kafka: bool = False,
 ) -> PipelineStatus:
-    """The status of every partition of pipeline ``name``; ``ages`` reads one record per
-    lagging partition for its timestamp, with ``timestamps`` (default ``first_timestamps``;
-    the lag exporter passes one that remembers what it read); ``kafka`` reads Kafka's copy of
-    the committed offsets too."""
-    pipeline = ops.pipeline(name)
+    """The status of ``pipeline.topic``'s partitions (``pipeline``: of one topic, or one
+    narrowed to a topic); ``OpsError`` when the topic does not exist."""
     space = ops.space(pipeline)
     parts = ops.partitions(pipeline.cluster, pipeline.topic)
     consumer = ops.connections.consumer(pipeline.cluster)
@@ -216,19 +214,6 @@ def first_timestamps(
                 consumer.pause(tp)
     consumer.resume(*consumer.paused())
     return found
-
-
-def statuses(
-    ops: Ops, names: Sequence[str] | None = None, ages: bool = True, kafka: bool = False
-) -> list[PipelineStatus | Exception]:
-    """``PipelineStatus`` per pipeline, or the ``Exception`` that stopped reading it."""
-    out: list[PipelineStatus | Exception] = []
-    for name in names or sorted(ops.settings.pipelines):
-        try:
-            out.append(pipeline_status(ops, name, ages, kafka=kafka))
-        except Exception as exc:  # noqa: BLE001 - one broken pipeline must not hide the rest
-            out.append(exc)
-    return out
 
 
 def _age(ms: int | None, now_ms: int) -> float | None:

@@ -1,4 +1,6 @@
-"""The topics a configuration needs, and creating them."""
+"""The topics a configuration needs, and creating them. A pipeline over many topics needs its
+listed topics only as far as they exist (one missing is read once created); a pattern names
+no topic to create."""
 
 from __future__ import annotations
 
@@ -7,7 +9,7 @@ from dataclasses import dataclass
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
-from workers.config import Settings
+from workers.config import PipelineConfig, Settings
 from workers.ops.context import Ops
 
 PUBLISH_TASK = "workers.alarms.publish"
@@ -15,32 +17,49 @@ PUBLISH_TASK = "workers.alarms.publish"
 
 @dataclass(frozen=True, slots=True)
 class NeededTopic:
-    """A topic on a cluster and why the configuration needs it."""
+    """A topic on a cluster and why the configuration needs it; ``optional``: only listed by
+    pipelines over many topics, which read it once it exists (missing: a warning)."""
 
     cluster: str
     topic: str
     why: str
+    optional: bool = False
 
 
 def needed_topics(settings: Settings) -> list[NeededTopic]:
-    """Every pipeline's topic and dead-letter topic, and the alarm output topic of pipelines
-    that chain ``workers.alarms.publish``; one entry per (cluster, topic), reasons joined."""
-    found: dict[tuple[str, str], list[str]] = {}
+    """Every pipeline's topic (or listed topics) and dead-letter topic, and the alarm output
+    topic of pipelines that chain ``workers.alarms.publish``; one entry per (cluster, topic),
+    reasons joined. A ``topic_pattern`` names none (``patterns``)."""
+    found: dict[tuple[str, str], list[tuple[str, bool]]] = {}
+
+    def need(cluster: str, topic: str, why: str, optional: bool = False) -> None:
+        found.setdefault((cluster, topic), []).append((why, optional))
+
     for name, p in sorted(settings.pipelines.items()):
-        found.setdefault((p.cluster, p.topic), []).append(f"pipeline {name} reads it")
-        found.setdefault((p.cluster, p.dead_letter_topic), []).append(f"dead letters of {name}")
+        if p.topic:
+            need(p.cluster, p.topic, f"pipeline {name} reads it")
+        for topic in p.topics:
+            need(p.cluster, topic, f"pipeline {name} lists it", optional=True)
+        need(p.cluster, p.dead_letter_topic, f"dead letters of {name}")
         if PUBLISH_TASK in p.tasks:
             cluster = settings.alarms.output_cluster or p.cluster
-            found.setdefault((cluster, settings.alarms.output_topic), []).append(
-                f"alert changes of {name}"
-            )
-    return [NeededTopic(c, t, "; ".join(why)) for (c, t), why in found.items()]
+            need(cluster, settings.alarms.output_topic, f"alert changes of {name}")
+    return [
+        NeededTopic(c, t, "; ".join(w for w, _ in why), all(o for _, o in why))
+        for (c, t), why in found.items()
+    ]
+
+
+def patterns(settings: Settings) -> list[tuple[str, PipelineConfig]]:
+    """The pipelines that read the topics matching a pattern, by name."""
+    return [(n, p) for n, p in sorted(settings.pipelines.items()) if p.topic_pattern]
 
 
 @dataclass(frozen=True, slots=True)
 class Created:
     """What ``create_topics`` did with one topic: ``created``, ``exists``, ``would create``
-    (a dry run) or ``failed`` (``detail`` says why); ``why`` the configuration needs it."""
+    (a dry run) or ``failed`` (``detail`` says why); ``why`` the configuration needs it. A
+    ``topic_pattern`` is ``skipped``, its ``topic`` the pattern: it names no topic to create."""
 
     cluster: str
     topic: str
@@ -78,4 +97,9 @@ def create_topics(
             else:
                 detail = f"{partitions} partitions, replication factor {replication_factor}"
                 out.append(Created(cluster, topic, "created", detail, why))
+    for name, p in patterns(ops.settings):
+        detail = ("a pattern cannot be created: create the topics it should match yourself "
+                  "(`workers check` counts those it matches)")  # fmt: skip
+        out.append(Created(p.cluster, p.topic_pattern, "skipped", detail,
+                           f"topic_pattern of pipeline {name}"))  # fmt: skip
     return out

@@ -6,7 +6,9 @@ consumer is dropped from the cache); the logic modules below it take their seams
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -19,17 +21,20 @@ from workers.exceptions import ConfigError, RecoverableError
 from workers.kafka.deadletter import DeadLetters
 from workers.metrics import record
 from workers.pulling.cycle import Summary
+from workers.pulling.fanout import Fanout, FanoutSummary, busy
 from workers.pulling.handoff import CeleryDispatcher, stage_limit
 from workers.pulling.kafka_copy import kafka_copy_for
 from workers.pulling.puller import Puller
+from workers.pulling.topics import TopicSource
 from workers.runtime.logformat import log_context
 from workers.state.brake_redis import RedisBrake
-from workers.state.keys import Space
+from workers.state.keys import Space, pipeline_key
 from workers.state.leases import Owner, RedisLeases
 from workers.state.ledger_redis import RedisLedger
 from workers.state.offsets import RedisOffsetStore
 from workers.state.slots import Slots
 from workers.state.stats import add_cycle
+from workers.state.topics import IdleProbe, TopicRegistry
 
 logger = logging.getLogger(__name__)
 
@@ -97,6 +102,69 @@ def kafka_boundary(connections: Connections, cluster: str, what: str) -> Iterato
         raise RecoverableError(f"{what}: {exc!r}") from exc
 
 
+def _puller(
+    app: Any,
+    connections: Connections,
+    pipeline: PipelineConfig,
+    *,
+    task: str,
+    token: str | None,
+    until_caught_up: bool,
+    stopping: Callable[[], bool],
+) -> Puller:
+    """The puller of one topic (``pipeline.topic``) on this process's connections."""
+    settings = connections.settings
+    client = connections.redis()
+    cluster = pipeline.cluster
+    space = space_for(settings, pipeline)
+    return Puller(
+        pipeline,
+        space=space,
+        store=RedisOffsetStore(client, ttl=settings.redis.offset_ttl_seconds),
+        ledger=RedisLedger(client, ttl=settings.redis.offset_ttl_seconds),
+        budget=redrive_budget(app, pipeline),
+        brake=RedisBrake(client),
+        leases=RedisLeases(client, Owner.current(task), pipeline.lease_ttl_seconds, token=token),
+        consumer=connections.consumer(cluster),
+        dispatcher=CeleryDispatcher(app, pipeline, stamp=settings.metrics.port is not None),
+        dead_letters=DeadLetters(
+            lambda: connections.producer(cluster),
+            cluster,
+            pipeline.dead_letter_topic,
+            timeout=settings.cluster(cluster).timeout * 5,
+        ),
+        stopping=stopping,
+        until_caught_up=until_caught_up,
+        kafka_copy=kafka_copy_for(connections, pipeline, space),
+    )
+
+
+def _fanout(
+    app: Any, connections: Connections, pipeline: PipelineConfig, make: Callable[..., Puller],
+    stopping: Callable[[], bool],
+) -> Fanout:  # fmt: skip
+    """The cycles of a pipeline over many topics (``workers.pulling.fanout``)."""
+    settings = connections.settings
+    client = connections.redis()
+    consumer = connections.consumer(pipeline.cluster)
+    registry = TopicRegistry(
+        client,
+        pipeline_key(settings.redis.key_prefix, pipeline.cluster, pipeline.group, pipeline.name),
+        ttl=settings.redis.offset_ttl_seconds,
+    )
+    letters = {p.dead_letter_topic for p in settings.pipelines.values()}
+    return Fanout(
+        pipeline,
+        source=TopicSource(pipeline, consumer, registry, exclude=letters),
+        probe=IdleProbe(client),
+        consumer=consumer,
+        make=make,
+        space_of=lambda topic: dataclasses.replace(space_for(settings, pipeline), topic=topic),
+        after=lambda puller, summary: _counted(app, puller, summary),
+        stopping=stopping,
+    )
+
+
 @contextmanager
 def pulling(
     app: Any,
@@ -107,40 +175,31 @@ def pulling(
     until_caught_up: bool = True,
     stopping: Callable[[], bool] = lambda: False,
     leave: bool = True,
-) -> Iterator[Puller]:
-    """A puller for one pipeline on this process's connections. Its leases are released on
-    exit, also after an error, so another worker can take over at once."""
+) -> Iterator[Puller | Fanout]:
+    """A puller for one pipeline on this process's connections (a ``Fanout`` for a pipeline
+    of many topics). Its leases are released on exit, also after an error, so another worker
+    can take over at once."""
     connections = connections_for(app)
-    settings = connections.settings
-    pipeline = settings.pipeline(pipeline_name)
-    client = connections.redis()
+    pipeline = connections.settings.pipeline(pipeline_name)
     cluster = pipeline.cluster
+    token = token or uuid.uuid4().hex  # one owner for every topic of the pipeline
+
+    def make(config: PipelineConfig) -> Puller:
+        # Over many topics, each topic's cycle ends once caught up, long-lived or not: the
+        # consumer then moves on to the next topic with work.
+        return _puller(
+            app, connections, config, task=task, token=token,
+            until_caught_up=until_caught_up or pipeline.multi, stopping=stopping,
+        )  # fmt: skip
+
     with (
-        log_context(pipeline=pipeline.name, topic=pipeline.topic),
+        log_context(pipeline=pipeline.name, topic=pipeline.topic or pipeline.source),
         kafka_boundary(connections, cluster, f"pipeline {pipeline.name!r}"),
     ):
-        puller = Puller(
-            pipeline,
-            space=space_for(settings, pipeline),
-            store=RedisOffsetStore(client, ttl=settings.redis.offset_ttl_seconds),
-            ledger=RedisLedger(client, ttl=settings.redis.offset_ttl_seconds),
-            budget=redrive_budget(app, pipeline),
-            brake=RedisBrake(client),
-            leases=RedisLeases(
-                client, Owner.current(task), pipeline.lease_ttl_seconds, token=token
-            ),
-            consumer=connections.consumer(cluster),
-            dispatcher=CeleryDispatcher(app, pipeline, stamp=settings.metrics.port is not None),
-            dead_letters=DeadLetters(
-                lambda: connections.producer(cluster),
-                cluster,
-                pipeline.dead_letter_topic,
-                timeout=settings.cluster(cluster).timeout * 5,
-            ),
-            stopping=stopping,
-            until_caught_up=until_caught_up,
-            kafka_copy=kafka_copy_for(connections, pipeline, space_for(settings, pipeline)),
-        )
+        if pipeline.multi:
+            yield _fanout(app, connections, pipeline, make, stopping)
+            return  # each topic's leases are given back after its cycle
+        puller = make(pipeline)
         try:
             yield puller
         finally:
@@ -150,10 +209,31 @@ def pulling(
                 logger.warning("pipeline %s: leases not released: %s", pipeline.name, exc)
 
 
-def run_cycle(app: Any, puller: Puller) -> Summary:
-    """One pull cycle, added to the pipeline's counters (``workers.state.stats``) and to the
-    worker's metrics (``workers.metrics``) afterwards."""
-    summary = puller.cycle()
+def _counted(app: Any, puller: Puller, summary: Summary) -> None:
+    """A topic's cycle, added to the pipeline's counters (``workers.state.stats``) and to the
+    worker's metrics (``workers.metrics``)."""
     record.pull_cycle(summary)
     add_cycle(connections_for(app).redis(), puller.space, summary)
+
+
+def run_cycle(app: Any, puller: Puller | Fanout) -> Summary | FanoutSummary:
+    """One pull cycle, counted (each topic's, for a pipeline of many topics). A Beat pull of
+    one topic whose partitions are all idle (``workers.pulling.fanout.busy``) takes no lease
+    and reads nothing: its summary says ``stopped_by: idle``."""
+    if isinstance(puller, Fanout):
+        return puller.cycle()
+    if puller.until_caught_up and not puller.held and _idle(app, puller):
+        summary = Summary(puller.pipeline.name, stopped_by="idle")
+        record.pull_cycle(summary)
+        return summary
+    summary = puller.cycle()
+    _counted(app, puller, summary)
     return summary
+
+
+def _idle(app: Any, puller: Puller) -> bool:
+    parts = puller.consumer.partitions_for_topic(puller.space.topic)
+    if not parts:
+        return False  # the cycle says why (``TopicMissing``)
+    probe = IdleProbe(connections_for(app).redis())
+    return not busy(probe, puller.consumer, {puller.space: sorted(parts)})

@@ -120,6 +120,8 @@ def consume(self: Task, pipeline: str, slot: int) -> dict[str, Any]:
                     totals[name] += getattr(summary, name)
                 if summary.stopped_by in ("no_partitions", "backlog", "brake"):
                     _idle(config.interval, deadline)
+                elif summary.stopped_by == "idle":  # many topics, none with work: look again
+                    _idle(min(config.interval, 0.5), deadline)
     except BaseException:
         # A retry (or the supervisor) starts the next consumer; leave it the slot.
         _quietly(slots.hand_over, slot, token)

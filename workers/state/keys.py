@@ -35,6 +35,12 @@ def key(prefix: str, kind: Kind, cluster: str, group: str, topic: str, partition
     return f"{name}:{partition}" if kind in _NUMBERED else name
 
 
+def pipeline_key(prefix: str, cluster: str, group: str, pipeline: str) -> str:
+    """The key of what a pipeline of many topics knows about its topics (``workers.state.
+    topics``): one per pipeline (two pipelines of one group may read different topics)."""
+    return f"{prefix}:topics:{{{cluster}/{group}}}:{pipeline}"
+
+
 AlarmKind = Literal["alert", "applied", "alerts", "alarm-stats"]
 
 

@@ -44,6 +44,14 @@ class MemoryLog:
         with self._lock:
             self._topics[topic] = [_Partition() for _ in range(partitions)]
 
+    def delete_topic(self, topic: str) -> None:
+        with self._lock:
+            self._topics.pop(topic, None)
+
+    def topics(self) -> set[str]:
+        with self._lock:
+            return set(self._topics)
+
     def append(
         self,
         topic: str,
@@ -94,6 +102,9 @@ class MemoryConsumer:
 
     def partitions_for_topic(self, topic: str) -> set[int] | None:
         return self.log.partitions(topic)
+
+    def topics(self) -> set[str]:
+        return self.log.topics()
 
     def assign(self, partitions: Sequence[TopicPartition]) -> None:
         self._positions = {tp: self._positions.get(tp) for tp in partitions}

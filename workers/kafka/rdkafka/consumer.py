@@ -254,6 +254,9 @@ class RdKafkaConsumer(Handle):
         found = self._query().partitions_for_topic(topic)
         return None if found is None else set(found)
 
+    def topics(self) -> set[str]:
+        return set(self._query().topics())
+
     def beginning_offsets(self, partitions: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
         return dict(self._query().beginning_offsets(list(partitions)))
 
