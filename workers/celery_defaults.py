@@ -9,6 +9,12 @@ set the rest (broker, queues, ``workers_*``) after them::
 - ``worker_prefetch_multiplier = 1``: a worker busy with a long batch (or a long-lived
   consumer) does not hold other messages it cannot start.
 - ``broker_connection_retry_on_startup``: a worker that starts before its broker waits for it.
+
+On an AMQP broker (RabbitMQ) ``setup(app)`` also turns on publisher confirms
+(``broker_transport_options["confirm_publish"]``, see ``workers.runtime.kombu_amqp``): that
+depends on the broker URL, so it is no constant here. The rest holds for both brokers: with
+late acks RabbitMQ requeues a dead worker's messages when its connection closes, as Redis does
+after ``visibility_timeout``.
 """
 
 __all__ = [

@@ -16,6 +16,9 @@ import pytest
 import redis
 from kafka import KafkaAdminClient
 
+from tests.integration.brokers import celery_broker  # noqa: F401 (fixture)
+from tests.integration.rabbitmq import rabbitmq_url  # noqa: F401 (fixture)
+from tests.integration.redis_ha import redis_cluster, redis_sentinels  # noqa: F401 (fixtures)
 from tests.integration.services import unavailable
 from workers.config import Settings, load_settings
 from workers.testing import RedisServer, ServiceUnavailable, TansuBroker, create_topics

@@ -10,6 +10,9 @@ monitors show them) is a one-line summary of the batch instead of Celery's ``saf
 and when the app's task serializer is ``json`` and the optional ``orjson`` is installed, the
 body is written by orjson (about 10x faster) under the same content type: receivers decode it
 with kombu's own JSON decoder, exactly as before.
+
+On an AMQP broker (RabbitMQ) a hand-off counts as accepted only once the broker confirmed it,
+and the backlog is read over AMQP, each within a bound (``workers.pulling.handoff_amqp``).
 """
 
 from __future__ import annotations
@@ -29,7 +32,10 @@ from workers.config import PipelineConfig
 from workers.exceptions import RecoverableError, WorkersError
 from workers.kafka.codecs import Message, fast_json
 from workers.metrics.record import OLDEST_HEADER, oldest_ms
+from workers.pulling import handoff_amqp
+from workers.pulling.handoff_amqp import BROKER_ERRORS
 from workers.pulling.tickets import Ticket
+from workers.runtime.kombu_amqp import AMQP, CONFIRM, driver
 
 logger = logging.getLogger(__name__)
 
@@ -133,6 +139,16 @@ class CeleryDispatcher:
         if app.conf.task_serializer == "json" and _register_fast_json():
             self._publish["serializer"] = FAST_JSON
         self._fused_limits = self._limits() if pipeline.execution == "fused" else {}
+        settings = app.connection_for_write()  # as the pool makes them; it does not connect
+        try:
+            self.amqp = driver(settings) == AMQP
+            confirmed = bool((settings.transport_options or {}).get(CONFIRM))
+        finally:
+            settings.release()
+        if self.amqp:
+            self._publish.update(handoff_amqp.publish_options())
+            if not confirmed:
+                handoff_amqp.warn_unconfirmed(pipeline.name)
 
     def _routed_queue(self, task: str) -> str:
         queue = self.app.amqp.router.route({}, task)["queue"]
@@ -178,17 +194,27 @@ class CeleryDispatcher:
 
     def hand_off(self, batch: Sequence[Message], ticket: Ticket) -> None:
         try:
-            self.signature(batch, ticket).apply_async(argsrepr=summary(batch), **self._publish)
+            signature = self.signature(batch, ticket)
+            if self.amqp:
+                handoff_amqp.publish(self.app, signature, argsrepr=summary(batch), **self._publish)
+            else:
+                signature.apply_async(argsrepr=summary(batch), **self._publish)
         except (EncodeError, TypeError, ValueError, RecursionError, UnicodeError) as exc:
             raise Unencodable(f"pipeline {self.pipeline.name!r}: a batch of {len(batch)} "
                               f"records cannot be encoded: {exc!r}") from exc  # fmt: skip
-        except (KombuError, OSError) as exc:
+        except BROKER_ERRORS as exc:
             raise RecoverableError(
                 f"pipeline {self.pipeline.name!r}: the Celery broker did not accept a batch of "
                 f"{len(batch)} records: {exc!r}"
             ) from exc
 
     def backlog(self) -> int | None:
+        """The number of messages ready in the first task's queue (a queue never declared
+        holds none). Raises ``RecoverableError`` when the broker cannot tell: the pull then
+        fails and backs off rather than read on past ``max_queue_length`` unchecked (on an
+        AMQP broker within a bound: ``handoff_amqp.depth``)."""
+        if self.amqp:
+            return handoff_amqp.depth(self.app, self.queue)
         # A pooled connection: no new TCP connection per check.
         with self.app.pool.acquire(block=True) as conn:
             try:

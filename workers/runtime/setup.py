@@ -46,8 +46,10 @@ def setup(app: Celery) -> None:
     """Make ``app`` run the pipelines: register the tasks, merge the generated Beat schedule
     into ``beat_schedule`` when the app is configured, stop consumers before the pool at worker
     shutdown, keep workers alive through a restart of a Redis broker (kombu's transport
-    would otherwise crash them), and serve a worker's metrics when ``workers_metrics_port`` is
-    set. ``workers.app`` does this for its own app; call it for yours."""
+    would otherwise crash them), wait for the broker's publisher confirms on an AMQP broker
+    (``workers.runtime.kombu_amqp``), and serve a worker's metrics when
+    ``workers_metrics_port`` is set. ``workers.app`` does this for its own app; call it for
+    yours."""
     from workers.metrics import process as metrics
     from workers.runtime import kombu_json, logformat, logmask
     from workers.runtime.kombu_redis import install
@@ -59,12 +61,20 @@ def setup(app: Celery) -> None:
     logformat.connect(app)  # task id and name in every line; JSON lines if configured
     metrics.connect(app)  # a worker's /metrics, when workers_metrics_port is set
     app.steps["worker"].add(StopConsumers)
+    app.on_after_configure.connect(_amqp_defaults, sender=app, weak=False)
     app.on_after_configure.connect(_merge_schedule, sender=app, weak=False)  # each (re)config
     if app.configured:
+        _amqp_defaults(app)
         _merge_schedule(app)
     import workers.alarms.tasks  # noqa: F401 - registers the shared tasks
     import workers.pulling.tasks  # noqa: F401
     import workers.stages.fused  # noqa: F401
+
+
+def _amqp_defaults(sender: Celery, **_: Any) -> None:
+    from workers.runtime.kombu_amqp import apply_defaults
+
+    apply_defaults(sender)  # before the connection pool exists: it copies the options
 
 
 def _merge_schedule(sender: Celery, **_: Any) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from tests.integration.brokers import Broker
 from tests.integration.e2e.harness import Cluster, make_env
 
 ClusterFactory = Callable[..., Cluster]
@@ -22,6 +23,22 @@ EVERY_VARIANT = pytest.mark.parametrize(
     [("chain", "kafka-python"), ("fused", "kafka-python"), ("fused", "confluent")],
     indirect=True,
 )
+# The same, and one more run with a RabbitMQ broker (``celery_broker``); the Redis runs keep
+# their ids.
+EVERY_EXECUTION_AND_RABBITMQ = pytest.mark.parametrize(
+    ("execution", "celery_broker"),
+    [pytest.param("chain", "redis", id="chain"), pytest.param("fused", "redis", id="fused"),
+     pytest.param("chain", "rabbitmq", id="chain-rabbitmq")],
+    indirect=True,
+)  # fmt: skip
+EVERY_VARIANT_AND_RABBITMQ = pytest.mark.parametrize(
+    ("execution", "client_library", "celery_broker"),
+    [pytest.param("chain", "kafka-python", "redis", id="chain-kafka-python"),
+     pytest.param("fused", "kafka-python", "redis", id="fused-kafka-python"),
+     pytest.param("fused", "confluent", "redis", id="fused-confluent"),
+     pytest.param("chain", "kafka-python", "rabbitmq", id="chain-kafka-python-rabbitmq")],
+    indirect=True,
+)  # fmt: skip
 
 
 @pytest.fixture
@@ -49,12 +66,14 @@ def celery_cluster(
     tmp_path: Path,
     execution: str,
     client_library: str,
+    celery_broker: Broker,
 ) -> Iterator[ClusterFactory]:
     made: list[Cluster] = []
 
     def make(pipelines: dict[str, Any], **extra: str) -> Cluster:
         pipelines = {name: {"execution": execution, **p} for name, p in pipelines.items()}
-        extra = {"WORKERS_KAFKA_TEST_CLIENT_LIBRARY": client_library, **extra}
+        extra = {"WORKERS_KAFKA_TEST_CLIENT_LIBRARY": client_library,
+                 "E2E_BROKER_URL": celery_broker.url, **extra}  # fmt: skip
         env, queue = make_env(
             kafka=kafka_bootstrap, redis_url=redis_url, prefix=key_prefix,
             pipelines=pipelines, **extra,

@@ -1,5 +1,6 @@
 """End to end: 10,000 random alarm events through parse → a user stage → build → publish on a
-real worker give exactly the alerts a simple in-memory model computes."""
+real worker give exactly the alerts a simple in-memory model computes, on the Redis broker and
+on RabbitMQ."""
 
 from __future__ import annotations
 
@@ -13,13 +14,13 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from tests.alarm_model import AlertModel
-from tests.integration.e2e.conftest import EVERY_EXECUTION, ClusterFactory
+from tests.integration.e2e.conftest import EVERY_EXECUTION_AND_RABBITMQ, ClusterFactory
 from tests.integration.e2e.harness import wait_for
 from tests.integration.e2e.test_delivery import pipeline, stored
 from workers.alarms.events import InvalidEvent, parse_event
 from workers.alarms.state import AlertStore
 
-pytestmark = [pytest.mark.slow, EVERY_EXECUTION]
+pytestmark = [pytest.mark.slow, EVERY_EXECUTION_AND_RABBITMQ]
 
 N = 10_000
 
