@@ -38,9 +38,11 @@ class Cluster:
                 "--pool", "prefork", *quiet, "-l", "INFO"]  # fmt: skip
         return self._start(name, args)
 
-    def beat(self) -> CeleryCommand:
+    def beat(self, name: str = "beat") -> CeleryCommand:
+        """A ``celery beat`` with a schedule file of its own; give a second one another
+        ``name`` (its log is ``<name>.log``)."""
         schedule = str(self.logs / f"beat-{uuid.uuid4().hex[:6]}")
-        return self._start("beat", ["beat", "-s", schedule, "--max-interval", "1", "-l", "INFO"])
+        return self._start(name, ["beat", "-s", schedule, "--max-interval", "1", "-l", "INFO"])
 
     def _start(self, name: str, args: list[str]) -> CeleryCommand:
         self.logs.mkdir(parents=True, exist_ok=True)
