@@ -1,11 +1,11 @@
 # Developer commands. `make demo` and `make test` install what they need (venv, packages,
-# redis-server) first.
+# redis-server; redis-sentinel and rabbitmq-server for the tests) first.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: install system-deps lint format test-unit test-integration test demo bench chaos
+.PHONY: install system-deps test-deps lint format test-unit test-integration test demo bench chaos
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -17,7 +17,7 @@ $(STAMP): setup.cfg pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[test,dev]'
 	touch $(STAMP)
 
-install: system-deps $(STAMP)
+install: test-deps $(STAMP)
 
 # redis-server is needed by the integration tests and the demo; venv by everything.
 APT_GET := $(if $(filter 0,$(shell id -u)),,sudo) apt-get
@@ -25,6 +25,15 @@ system-deps:
 	@need=""; \
 	command -v redis-server >/dev/null 2>&1 || need="$$need redis-server"; \
 	$(PYTHON) -m venv --help >/dev/null 2>&1 || need="$$need python3-venv"; \
+	if [ -n "$$need" ]; then $(APT_GET) update -qq && $(APT_GET) install -y -qq $$need; fi
+
+# The tests also need redis-sentinel and rabbitmq-server: they start their own servers on free
+# loopback ports (Debian keeps RabbitMQ's scripts in /usr/lib/rabbitmq/bin). The demo does not.
+test-deps: system-deps
+	@need=""; \
+	command -v redis-sentinel >/dev/null 2>&1 || need="$$need redis-sentinel"; \
+	[ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || command -v rabbitmq-server >/dev/null 2>&1 \
+		|| need="$$need rabbitmq-server"; \
 	if [ -n "$$need" ]; then $(APT_GET) update -qq && $(APT_GET) install -y -qq $$need; fi
 
 lint: $(STAMP)
