@@ -67,7 +67,7 @@ def test_quick_run_writes_every_section_with_numbers(
     ratios = {r["ratio"]: r["value"] for r in result["ratios"]}
     assert set(ratios) == RATIOS | (CONFLUENT_RATIOS if CONFLUENT else set())
     assert all(number(v) and v > 0 for v in ratios.values())
-    assert len(result["targets"]) == (8 if CONFLUENT else 7)
+    assert len(result["targets"]) == (8 if CONFLUENT else 7) + 2  # scale: flat, under interval
     assert all(number(t["value"]) and isinstance(t["met"], bool) for t in result["targets"])
     (memory,) = result["details"]["memory"]
     assert memory["records"] == 20_000
@@ -78,6 +78,16 @@ def test_quick_run_writes_every_section_with_numbers(
     for run in result["details"]["e2e"]:
         assert all(number(v) for v in run["cpu_us_per_event"].values())
     assert {run["mode"] for run in result["details"]["latency"]} == {"long_lived", "beat"}
+    scale = result["details"]["scale"]
+    cases = [(r["pipeline"], r["variant"], r["partitions"]) for r in scale["rows"]]
+    assert cases == [*(("pattern", v, n) for n in (5, 20) for v in ("idle", "look", "busy")),
+                     ("topic", "idle", 10)]  # fmt: skip
+    for row in scale["rows"]:
+        assert len(row["ms"]) == row["cycles"] and all(number(v) for v in row["ms"]), row
+        assert row["redis_commands"] > 0 and row["redis_round_trips"] > 0, row
+        assert row["kafka_requests"] >= 1 and row["load_average"], row
+    assert scale["empty_topics"]["topics"] == 2 and number(scale["empty_topics"]["seconds"])
     machine = result["machine"]
     assert machine["cores"] >= 1 and machine["python"] and machine["kafka-python"]
     assert "target" in done.stdout and "pull / origin" in done.stdout  # the table was printed
+    assert "one Beat pull cycle" in done.stdout  # and the scale table

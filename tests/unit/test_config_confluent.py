@@ -108,8 +108,10 @@ def test_security_options_become_librdkafka_properties_and_stay_secret() -> None
         "ssl.endpoint.identification.algorithm": "none",
         "fetch.max.bytes": 2 * 1024 * 1024,
         "fetch.wait.max.ms": 100,
+        "allow.auto.create.topics": False,  # reading never creates a topic
     }
     assert SECRET not in repr(cluster)
+    assert "allow.auto.create.topics" not in rdkafka_config(cluster.producer_options(), "producer")
 
 
 def test_request_timeout_sets_librdkafka_socket_and_producer_timeouts() -> None:

@@ -111,6 +111,7 @@ def test_client_options_carry_every_option_as_configured(tmp_path: Path) -> None
         "enable_auto_commit": False,
         "group_id": None,
         "auto_offset_reset": "none",
+        "allow_auto_create_topics": False,  # reading never creates a topic
         "max_poll_records": 100,
         "client_id": "workers-consumer",
         "fetch_max_bytes": FETCH_MAX_BYTES,

@@ -14,6 +14,7 @@ import pytest
 from tests.unit.config_support import minimal_conf
 from workers.config import PipelineConfig, StartPolicy
 from workers.config.load import load_settings
+from workers.exceptions import RecoverableError
 from workers.pulling import fanout, topics
 from workers.pulling.cycle import Summary
 from workers.pulling.fanout import Fanout, FanoutSummary, busy, in_turn
@@ -363,3 +364,36 @@ def test_all_idle_reads_nothing() -> None:
 
     assert world.made == [] and (out.idle, out.stopped_by, out.records) == (2, "idle", 0)
     assert FanoutSummary("p").as_dict()["read"] == {}
+
+
+class ForgetfulConsumer(MemoryConsumer):
+    """``end_offsets`` raises ``KeyError`` (as kafka-python does for partitions its metadata
+    lost) the first ``forget`` times, and until ``topics()`` has been asked since."""
+
+    def __init__(self, log: MemoryLog, forget: int) -> None:
+        super().__init__(log)
+        self.forget = forget
+        self.looks = 0
+
+    def topics(self) -> set[str]:
+        self.looks += 1
+        return super().topics()
+
+    def end_offsets(self, partitions: Any) -> dict[Any, int]:
+        if self.forget:
+            self.forget -= 1
+            raise KeyError(next(iter(partitions)))
+        return super().end_offsets(partitions)
+
+
+def test_log_ends_lost_from_the_metadata_are_asked_again_after_reading_every_topic() -> None:
+    log = MemoryLog()
+    log.create_topic("t", 1)
+    probe = TwinProbe({space("t"): {0: Books(0, 0)}})
+    once, twice = ForgetfulConsumer(log, 1), ForgetfulConsumer(log, 2)
+
+    found = busy(probe, once, {space("t"): [0]})  # type: ignore[arg-type]
+    with pytest.raises(RecoverableError, match="no log end for TopicPartition"):
+        busy(probe, twice, {space("t"): [0]})  # type: ignore[arg-type]
+
+    assert (found, once.looks, twice.looks) == (set(), 1, 1)

@@ -11,9 +11,10 @@ from workers.state.offsets import Mode, Position
 
 
 def trimmed_at_the_second_poll(world: World, *, takeover: bool = False) -> PagedConsumer:
-    """A consumer before whose second poll 10 more records arrive on partition 0 and retention
-    removes its head up to offset 15, past what was read; with ``takeover``, another owner
-    then takes the partition."""
+    """A consumer of 5 records a poll (so that a cycle begun with 10 records polls twice)
+    before whose second poll 10 more records arrive on partition 0 and retention removes its
+    head up to offset 15, past what was read; with ``takeover``, another owner then takes
+    the partition."""
 
     def retention(n: int) -> None:
         if n == 2:
@@ -22,7 +23,7 @@ def trimmed_at_the_second_poll(world: World, *, takeover: bool = False) -> Paged
             if takeover:
                 steal(world, 0)
 
-    return PagedConsumer(world.log, before_poll=retention)
+    return PagedConsumer(world.log, max_poll_records=5, before_poll=retention)
 
 
 def test_offset_removed_by_retention_is_repaired_and_counted(world: World) -> None:
@@ -48,9 +49,9 @@ def test_offset_out_of_range_during_a_cycle_is_repaired(world: World) -> None:
 
     summary = puller.cycle()
 
-    assert offsets(dispatcher, 0) == [*range(10), *range(15, 20)]
-    assert world.store.skipped(SPACE) == {0: 5}
-    assert (summary.stopped_by, summary.records, summary.reached) == ("caught_up", 15, {0: 20})
+    assert offsets(dispatcher, 0) == [*range(5), *range(15, 20)]
+    assert world.store.skipped(SPACE) == {0: 10}
+    assert (summary.stopped_by, summary.records, summary.reached) == ("caught_up", 10, {0: 20})
     assert world.stored()[0] == 20
 
 
@@ -65,9 +66,9 @@ def test_summary_reports_an_offset_moved_by_repair_during_a_cycle(world: World) 
 
     summary = puller.cycle()
 
-    assert offsets(dispatcher, 0) == list(range(10))  # "latest" skips 10-19
-    assert world.store.skipped(SPACE) == {0: 10}
-    assert (summary.stopped_by, summary.records, summary.reached) == ("caught_up", 10, {0: 20})
+    assert offsets(dispatcher, 0) == list(range(5))  # "latest" skips 5-19
+    assert world.store.skipped(SPACE) == {0: 15}
+    assert (summary.stopped_by, summary.records, summary.reached) == ("caught_up", 5, {0: 20})
     assert world.stored()[0] == 20
 
 
@@ -79,8 +80,8 @@ def test_lease_lost_when_repairing_out_of_range_ends_the_cycle(world: World) -> 
 
     summary = puller.cycle()
 
-    assert (summary.stopped_by, summary.reached) == ("lease_lost", {0: 10})
-    assert world.stored()[0] == 10
+    assert (summary.stopped_by, summary.reached) == ("lease_lost", {0: 5})
+    assert world.stored()[0] == 5
     assert world.store.skipped(SPACE) == {}
 
 
@@ -97,7 +98,7 @@ def test_operator_reset_refusing_an_out_of_range_repair_ends_the_cycle(world: Wo
 
     summary = puller.cycle()
 
-    assert (summary.stopped_by, summary.reached) == ("reset", {0: 10})
+    assert (summary.stopped_by, summary.reached) == ("reset", {0: 5})
     assert world.store.read(SPACE, [0])[0] == Position(17, 1)
     assert world.store.skipped(SPACE) == {}
 

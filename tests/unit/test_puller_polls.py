@@ -76,6 +76,32 @@ def test_beat_cycle_under_a_steady_stream_ends_once_past_the_log_end(world: Worl
     assert world.stored()[0] == 12
 
 
+def test_a_beat_cycle_that_read_up_to_the_log_end_stops_without_waiting_for_an_empty_poll(
+    world: World,
+) -> None:
+    world.fill(0, 10)
+    consumer = PagedConsumer(world.log)
+
+    summary = world.puller(pipeline(), consumer=consumer).cycle()
+
+    # An empty poll would only say what the log end already did, after the broker's wait
+    assert (summary.stopped_by, summary.records, consumer.polls) == ("caught_up", 10, 1)
+
+
+def test_a_beat_cycle_with_nothing_to_read_does_not_poll(world: World) -> None:
+    fresh = PagedConsumer(world.log)
+    first = world.puller(pipeline(), consumer=fresh).cycle()  # an empty topic, never read
+    world.fill(0, 3)
+    world.puller(pipeline()).cycle()  # reads the 3 records
+    empty = PagedConsumer(world.log)
+
+    again = world.puller(pipeline(), consumer=empty).cycle()
+
+    assert (first.stopped_by, first.records, fresh.polls) == ("caught_up", 0, 0)
+    assert (again.stopped_by, again.records, empty.polls) == ("caught_up", 0, 0)
+    assert world.stored()[0] == 3
+
+
 def test_long_lived_cycle_under_a_steady_stream_reads_on_to_its_time_limit(world: World) -> None:
     world.fill(0, 10)
     consumer = stream(world, 2)

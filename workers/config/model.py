@@ -67,6 +67,9 @@ class ClusterConfig:
             "group_id": None,
             # Raise OffsetOutOfRangeError instead of silently jumping: our policy decides.
             "auto_offset_reset": "none",
+            # Reading never creates a topic: a metadata request for a deleted topic (of a
+            # pipeline over many) must not bring it back.
+            "allow_auto_create_topics": False,
         }
 
     def admin_options(self) -> dict[str, Any]:
@@ -84,6 +87,7 @@ class ClusterConfig:
             **self.client,
             "group_id": group,
             "enable_auto_commit": False,
+            "allow_auto_create_topics": False,
         }
 
     def __repr__(self) -> str:

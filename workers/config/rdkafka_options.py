@@ -125,6 +125,9 @@ def rdkafka_config(options: Mapping[str, Any], role: str) -> dict[str, Any]:
             conf[RDKAFKA_NAMES[name]] = value.lower() if name == "security_protocol" else value
         elif name == "acks":
             conf["acks"] = str(value)
+        elif name == "allow_auto_create_topics":  # a consumer property in librdkafka
+            if role == "consumer":
+                conf["allow.auto.create.topics"] = bool(value)
         elif name == "compression_type":
             conf["compression.type"] = value or "none"
         elif name == "ssl_check_hostname":

@@ -46,12 +46,30 @@ def busy(probe: IdleProbe, consumer: Consumer, spaces: Mapping[Space, Sequence[i
     log end, or nothing is stored) or to re-drive (batches in its ledger)."""
     books = probe.books(spaces)
     tps = [TopicPartition(s.topic, p) for s, parts in spaces.items() for p in parts]
-    ends = consumer.end_offsets(tps) if tps else {}
+    ends = log_ends(consumer, tps) if tps else {}
     return {
         s
         for s, parts in spaces.items()
         if not all(books[s][p].idle_at(ends[TopicPartition(s.topic, p)]) for p in parts)
     }
+
+
+def log_ends(consumer: Consumer, tps: Sequence[TopicPartition]) -> Mapping[TopicPartition, int]:
+    """The log end of each partition. kafka-python (3.0) leaves out of its request the
+    partitions of topics its metadata lost (an ``assign()`` of one topic narrows the metadata
+    to it), then raises ``KeyError`` for them: the metadata of every topic is read again, once.
+    Raises ``RecoverableError`` when that is not enough."""
+    try:
+        return consumer.end_offsets(tps)
+    except KeyError:
+        consumer.topics()  # a metadata request for every topic
+    try:
+        return consumer.end_offsets(tps)
+    except KeyError as exc:
+        raise RecoverableError(
+            f"no log end for {exc.args[0] if exc.args else '?'} (of {len(tps)} partitions); "
+            "its topic is missing from the cluster's metadata"
+        ) from exc
 
 
 @dataclass(slots=True)

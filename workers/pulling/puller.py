@@ -46,11 +46,12 @@ class TopicMissing(WorkersError):
 class Puller:
     """Pulls one pipeline's topic for one owner of leases (``leases.token``).
 
-    ``until_caught_up`` ends a cycle at the first empty poll, or once it has read past where
-    the logs ended as it started (Beat mode); otherwise a cycle runs to its record, byte or
-    time limit, handing off partial batches whenever a poll comes back empty (long-lived
-    mode). ``stopping`` is checked between polls. ``budget`` is the time (seconds) a batch's
-    stages have to finish it before it is handed off again.
+    ``until_caught_up`` ends a cycle at the first empty poll, or once it has read up to where
+    the logs ended as it started, without a poll when it starts there (Beat mode); otherwise
+    a cycle runs to its record, byte or time limit, handing off partial batches whenever a
+    poll comes back empty (long-lived mode). ``stopping`` is checked between polls.
+    ``budget`` is the time (seconds) a batch's stages have to finish it before it is handed
+    off again.
     """
 
     def __init__(
@@ -146,6 +147,8 @@ class Puller:
                 raise Stop("in_flight")
             if self.until_caught_up:  # where each log ended as the cycle began (see _beyond)
                 run.ends = {p: self.positioner.ends[p] for p in start}
+                if all(run.cursor[p] == end for p, end in run.ends.items()):
+                    raise Stop("caught_up")  # nothing to read: no poll waits for nothing
             self._read(run, started)
         except Stop as stop:
             summary.stopped_by = str(stop)
@@ -226,7 +229,7 @@ class Puller:
             for records in polled.values():
                 for record in records:
                     self._take(run, record)
-            if not polled or (run.ends is not None and _beyond(run, polled)):
+            if not polled or (run.ends is not None and _beyond(run)):
                 self.outbox.flush(run)  # a partial batch is handed off at once
                 if self.until_caught_up:
                     raise Stop("caught_up")
@@ -310,14 +313,11 @@ def _read_from(book: PartitionState, prepared: Position) -> int:
     return at
 
 
-def _beyond(run: Run, polled: Any) -> bool:
+def _beyond(run: Run) -> bool:
     """Caught up, for a cycle that ends when it is (Beat mode): every partition still read is
-    read up to where its log ended as the cycle started, and the last poll returned records
-    written since. Under a steady stream no poll comes back empty: reading on would hold the
-    worker process (and the leases) until ``max_seconds`` while the batches wait for one."""
+    read up to where its log ended as the cycle started. Records written since wait for the
+    next cycle: under a steady stream no poll comes back empty, and reading on would hold the
+    worker process (and the leases) until ``max_seconds``; and waiting for an empty poll to
+    say so costs the broker's fetch wait, for every topic of a pipeline over many."""
     assert run.ends is not None
-    ends = run.ends
-    return all(run.cursor[p] >= end for p, end in ends.items() if p not in run.paused) and any(
-        records and records[-1].offset >= ends.get(tp.partition, records[-1].offset + 1)
-        for tp, records in polled.items()
-    )
+    return all(run.cursor[p] >= end for p, end in run.ends.items() if p not in run.paused)
