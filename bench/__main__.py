@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import e2e, latency, memory, throughput
+from bench import e2e, latency, memory, scale, throughput
 from bench.events import stream
 from bench.kafka_io import delete_topics, fill
 from bench.origin import origin
@@ -21,7 +21,8 @@ from bench.report import LABELS, Figure, machine, ratios, table, targets, write
 from bench.services import Services, services
 from workers.testing import create_topics
 
-SCENARIOS = ("raw", "origin", "pull", "raw_confluent", "pull_confluent", "e2e", "latency", "memory")
+SCENARIOS = ("raw", "origin", "pull", "raw_confluent", "pull_confluent", "e2e", "latency", "memory",
+             "scale")  # fmt: skip
 READERS: dict[str, Callable[..., float]] = {
     "raw": throughput.raw,
     "origin": origin,
@@ -185,12 +186,15 @@ def run(args: argparse.Namespace, svc: Services, tmp: Path) -> dict[str, Any]:
                 say(f"  memory {i + 1}: {found}")
             notes.append(f"memory: backlog of {args.memory_records:,} records, baseline RSS "
                          f"after {args.memory_baseline:,} events")  # fmt: skip
+        if "scale" in only:
+            details["scale"] = scale.run(svc, scale.QUICK if args.quick else scale.FULL, say)
     finally:
         delete_topics(svc.kafka, topics)
     shown = {k: f.as_dict(LABELS[k][1]) for k, f in figures.items()}
     medians = {k: v["median"] for k, v in shown.items()}
+    found = targets(medians) + details.get("scale", {}).get("targets", [])
     return {"figures": shown, "details": details, "notes": notes,
-            "ratios": ratios(medians), "targets": targets(medians)}  # fmt: skip
+            "ratios": ratios(medians), "targets": found}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -206,6 +210,8 @@ def main(argv: list[str] | None = None) -> int:
         result.update(run(args, svc, Path(tmp)))
         result["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     print(table(result))
+    if "scale" in result["details"]:
+        print("\n" + scale.table(result["details"]["scale"]))
     write(result, args.json)
     say(f"results written to {args.json}")
     return 0
