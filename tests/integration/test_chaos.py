@@ -36,7 +36,9 @@ def test_chaos_round_loses_nothing_and_changes_nothing_twice(mode: str) -> None:
     assert counts["drained"], f"not drained; stuck partitions: {report.stuck}"
     assert counts["lost_first_stage"] == 0, report.samples["lost_first_stage"]
     assert counts["lost_state"] == 0, report.samples["lost_state"]
-    assert counts["dead_letters_missing"] == 0
+    # A confirmed dead letter the broker lost leaves a hole in the dead-letter topic: apart.
+    missing_letters = counts["dead_letters_missing"] - counts["dead_letters_missing_acked_by_kafka"]
+    assert missing_letters == 0, report.samples["dead_letters_missing"]
     # Changes the Kafka broker acknowledged and lost count apart (Tansu loses some across its
     # restarts: notes/tansu.md); every other version of every alert must be on the topic.
     unpublished = counts["changes_never_published"] - counts["never_published_acked_by_kafka"]
