@@ -215,6 +215,9 @@ class Fanout:
                 try:
                     puller.release()
                 except RecoverableError as exc:  # they expire by themselves
-                    logger.warning("pipeline %s: leases not released: %s", topic.name, exc)
+                    logger.warning(
+                        "pipeline %s, topic %s: leases not released: %s",
+                        self.pipeline.name, topic.name, exc,
+                    )  # fmt: skip
             self.after(puller, summary)
         return summary
