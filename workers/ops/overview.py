@@ -58,14 +58,7 @@ class ManyStatus:
 
     @property
     def flight(self) -> Flight:
-        rows = [t.flight for t in self.topics]
-        return Flight(
-            sum(f.batches for f in rows),
-            sum(f.records for f in rows),
-            sum(f.overdue for f in rows),
-            max((f.handoffs for f in rows), default=0),
-            max((f.starts for f in rows), default=0),
-        )
+        return Flight.total(t.flight for t in self.topics)
 
     @property
     def started(self) -> bool:

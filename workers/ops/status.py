@@ -6,7 +6,7 @@ one such status per topic it reads now (``workers.ops.overview``)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,6 +44,19 @@ class Flight:
             sum(1 for e in flying if e.due_ms <= now_ms),
             max((e.handoffs for e in flying), default=0),
             max((e.starts for e in flying), default=0),
+        )
+
+    @classmethod
+    def total(cls, rows: Iterable[Flight]) -> Flight:
+        """The batches of many partitions (or topics) in flight: summed, and the most
+        hand-offs and starts of any."""
+        rows = list(rows)
+        return cls(
+            sum(f.batches for f in rows),
+            sum(f.records for f in rows),
+            sum(f.overdue for f in rows),
+            max((f.handoffs for f in rows), default=0),
+            max((f.starts for f in rows), default=0),
         )
 
 
@@ -123,14 +136,7 @@ class PipelineStatus:
     @property
     def flight(self) -> Flight:
         """Batches in flight over all partitions (most hand-offs and starts of any)."""
-        rows = [p.flight for p in self.partitions]
-        return Flight(
-            sum(f.batches for f in rows),
-            sum(f.records for f in rows),
-            sum(f.overdue for f in rows),
-            max((f.handoffs for f in rows), default=0),
-            max((f.starts for f in rows), default=0),
-        )
+        return Flight.total(p.flight for p in self.partitions)
 
     @property
     def started(self) -> bool:
