@@ -121,7 +121,7 @@ def check_pipeline(ops: Ops, name: str, partitions: Sequence[int]) -> tuple[str,
 
 def check_topic(ops: Ops, pipeline: PipelineConfig, partitions: Sequence[int]) -> tuple[str, str]:
     """``check_pipeline`` of ``pipeline.topic`` (of a pipeline of one topic, or of one
-    narrowed to a topic: ``workers.ops.pipeline_topics.narrowed``)."""
+    narrowed to a topic: ``workers.pulling.topics.narrowed``)."""
     interval = pipeline.kafka_commit_seconds
     if interval is None:
         return "ok", "off (kafka_commit_seconds is None): offsets are in Redis only"

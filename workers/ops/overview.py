@@ -25,7 +25,7 @@ from workers.ops.status import (
 class ManyStatus:
     """A pipeline over many topics (``topics`` or ``topic_pattern``): one ``PipelineStatus``
     per topic it reads now, each of the pipeline narrowed to that topic
-    (``workers.ops.pipeline_topics.narrowed``: its ``start`` is where that topic's new
+    (``workers.pulling.topics.narrowed``: its ``start`` is where that topic's new
     partitions start), in topic order; ``missing`` the listed topics not on the cluster.
     The properties are the pipeline's totals."""
 

@@ -4,7 +4,7 @@ matching``: never an internal topic nor a dead-letter topic).
 
 Everything kept in Redis is per (cluster, group, topic), as for a pipeline of one topic: a
 command works on one topic of a pipeline of many through the pipeline *narrowed* to it
-(``narrowed``), with the code written for one topic.
+(``workers.pulling.topics.narrowed``), with the code written for one topic.
 """
 
 from __future__ import annotations
@@ -14,8 +14,7 @@ from dataclasses import dataclass
 
 from workers.config import PipelineConfig, Settings, StartPolicy
 from workers.ops.context import Ops, OpsError
-from workers.pulling.topics import matching
-from workers.pulling.topics import narrowed as narrowed_to
+from workers.pulling.topics import matching, narrowed
 from workers.state.keys import pipeline_key
 from workers.state.topics import INITIAL, TopicRegistry
 
@@ -69,13 +68,6 @@ def start_of(pipeline: PipelineConfig, topic: str, found: Registered) -> StartPo
     if mark == INITIAL or (mark is None and not found.looked):
         return pipeline.start
     return pipeline.new_topic_start
-
-
-def narrowed(
-    pipeline: PipelineConfig, topic: str, start: StartPolicy | None = None
-) -> PipelineConfig:
-    """``pipeline`` as a pipeline of ``topic`` alone (``workers.pulling.topics.narrowed``)."""
-    return narrowed_to(pipeline, topic, start)
 
 
 def one_topic(ops: Ops, pipeline: PipelineConfig, topic: str) -> PipelineConfig:
