@@ -141,3 +141,14 @@ def silent_server() -> Iterator[int]:
         server.close()
         for conn in accepted:
             conn.close()
+
+
+@pytest.fixture
+def exporter_proc() -> Iterator[list[subprocess.Popen[str]]]:
+    """Processes started by the test; killed at teardown if still running."""
+    procs: list[subprocess.Popen[str]] = []
+    yield procs
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(60)

@@ -17,6 +17,7 @@ import redis
 from kafka import KafkaAdminClient
 
 from tests.integration.brokers import celery_broker  # noqa: F401 (fixture)
+from tests.integration.cli_support import exporter_proc  # noqa: F401 (fixture)
 from tests.integration.rabbitmq import rabbitmq_url  # noqa: F401 (fixture)
 from tests.integration.redis_ha import redis_cluster, redis_sentinels  # noqa: F401 (fixtures)
 from tests.integration.services import unavailable

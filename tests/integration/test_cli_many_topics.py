@@ -11,7 +11,6 @@ import json
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -324,16 +323,6 @@ def test_check_counts_the_topics_matched_and_warns_of_none_and_of_listed_ones_mi
 # -- the exporter --------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def exporter_procs() -> Iterator[list[subprocess.Popen[str]]]:
-    procs: list[subprocess.Popen[str]] = []
-    yield procs
-    for proc in procs:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(BOUND)
-
-
 def by_topic(samples: Samples, name: str) -> dict[tuple[str, str], float]:
     return {(dict(labels)["topic"], dict(labels)["partition"]): value
             for (sample, labels), value in samples.items() if sample == name}  # fmt: skip
@@ -342,7 +331,7 @@ def by_topic(samples: Samples, name: str) -> dict[tuple[str, str], float]:
 @pytest.mark.slow
 def test_the_exporter_serves_each_topic_of_a_pattern_and_drops_a_deleted_one(
     cli: Cli, topics: Topics, kafka_bootstrap: str, new_topic: TopicFactory,
-    admin: KafkaAdminClient, tmp_path: Path, exporter_procs: list[subprocess.Popen[str]],
+    admin: KafkaAdminClient, tmp_path: Path, exporter_proc: list[subprocess.Popen[str]],
 ) -> None:  # fmt: skip
     # Arrange: offsets stored in a and b; an exporter of pipeline pat
     t = topics
@@ -352,7 +341,7 @@ def test_the_exporter_serves_each_topic_of_a_pattern_and_drops_a_deleted_one(
     cli.conf["workers_pipelines"] = {"pat": cli.conf["workers_pipelines"]["pat"]}
     proc = cli.subprocess(tmp_path, "exporter", "--host", "127.0.0.1", "--port", "0",
                           "--min-interval", "0", "--scrape-timeout", "5")  # fmt: skip
-    exporter_procs.append(proc)
+    exporter_proc.append(proc)
     exporter = Exporter(proc)
 
     # Act: scrape; create a matching topic; delete b

@@ -95,17 +95,6 @@ def own_cli(monkeypatch: pytest.MonkeyPatch, kafka_bootstrap: str, own_redis: Re
     return Cli(monkeypatch, base_conf(kafka_bootstrap, own_redis.url, key_prefix))
 
 
-@pytest.fixture
-def exporter_proc() -> Iterator[list[subprocess.Popen[str]]]:
-    """Processes started by the test; killed at teardown if still running."""
-    procs: list[subprocess.Popen[str]] = []
-    yield procs
-    for proc in procs:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(BOUND)
-
-
 def queue_tasks(broker_url: str, queue: str, count: int) -> None:
     """``count`` messages waiting in ``queue`` (no worker consumes it)."""
     app = Celery("exporter-test", broker=broker_url, set_as_current=False)
