@@ -9,9 +9,9 @@ from workers.config import PipelineConfig
 from workers.config.masking import clip
 from workers.ops.context import Ops
 from workers.ops.kafka_drift import check_topic
-from workers.ops.pipeline_topics import dead_letter_topics, every_topic
+from workers.ops.pipeline_topics import every_topic
 from workers.ops.topics import NeededTopic
-from workers.pulling.topics import matching
+from workers.pulling.topics import dead_letter_topics, matching
 
 # Topics of a pipeline over many named in one finding; the rest are counted.
 SHOWN_TOPICS = 5

@@ -12,16 +12,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from workers.config import PipelineConfig, Settings, StartPolicy
+from workers.config import PipelineConfig, StartPolicy
 from workers.ops.context import Ops, OpsError
-from workers.pulling.topics import matching, narrowed
+from workers.pulling.topics import dead_letter_topics, matching, narrowed
 from workers.state.keys import pipeline_key
 from workers.state.topics import INITIAL, TopicRegistry
-
-
-def dead_letter_topics(settings: Settings) -> frozenset[str]:
-    """Every pipeline's dead-letter topic: no pattern ever reads one."""
-    return frozenset(p.dead_letter_topic for p in settings.pipelines.values())
 
 
 def topics_now(ops: Ops, pipeline: PipelineConfig) -> list[str]:

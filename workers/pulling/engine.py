@@ -25,7 +25,7 @@ from workers.pulling.fanout import Fanout, FanoutSummary, busy
 from workers.pulling.handoff import CeleryDispatcher, stage_limit
 from workers.pulling.kafka_copy import kafka_copy_for
 from workers.pulling.puller import Puller
-from workers.pulling.topics import TopicSource
+from workers.pulling.topics import TopicSource, dead_letter_topics
 from workers.runtime.logformat import log_context
 from workers.state.brake_redis import RedisBrake
 from workers.state.keys import Space, pipeline_key
@@ -152,10 +152,9 @@ def _fanout(
         pipeline_key(settings.redis.key_prefix, pipeline.cluster, pipeline.group, pipeline.name),
         ttl=settings.redis.offset_ttl_seconds,
     )
-    letters = {p.dead_letter_topic for p in settings.pipelines.values()}
     return Fanout(
         pipeline,
-        source=TopicSource(pipeline, consumer, registry, exclude=letters),
+        source=TopicSource(pipeline, consumer, registry, exclude=dead_letter_topics(settings)),
         probe=IdleProbe(client),
         consumer=consumer,
         make=make,

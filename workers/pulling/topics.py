@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 
-from workers.config import PipelineConfig, StartPolicy
+from workers.config import PipelineConfig, Settings, StartPolicy
 from workers.kafka.consumer import Consumer
 from workers.state.topics import TopicRegistry
 
@@ -57,6 +57,11 @@ def narrowed(pipeline: PipelineConfig, topic: str, start: StartPolicy | None = N
     return dataclasses.replace(
         pipeline, topic=topic, topics=(), topic_pattern="", start=start or pipeline.start
     )
+
+
+def dead_letter_topics(settings: Settings) -> frozenset[str]:
+    """Every pipeline's dead-letter topic: no pattern ever reads one."""
+    return frozenset(p.dead_letter_topic for p in settings.pipelines.values())
 
 
 def matching(pipeline: PipelineConfig, names: Iterable[str], exclude: Collection[str]) -> list[str]:
